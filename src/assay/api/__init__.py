@@ -1,0 +1,1 @@
+"""HTTP only: routes, request and response schemas, and the mapping of errors to JSON responses."""

@@ -1,0 +1,22 @@
+"""What both apps share: the reader registry, the server settings and whether new work is accepted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from assay.config import ServerConfig
+from assay.engine.registry import ReaderRegistry
+
+
+@dataclass
+class ServerState:
+    """Shared by the inference and management apps of one server."""
+
+    #: Every reader and group.
+    registry: ReaderRegistry
+    #: Ports, limits, security.
+    config: ServerConfig
+    #: False once shutdown has begun: new inference requests get 503.
+    accepting: bool = True
+    #: Inference requests accepted and not yet answered.
+    in_flight: int = field(default=0)

@@ -1,0 +1,113 @@
+"""The contract between the engine and a task: encode inputs into features, run a padded batch, decode.
+
+The engine batches features without knowing the task; an adapter knows the task but nothing of queues.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+
+class InputKind(str, Enum):
+    """The two shapes /classify accepts."""
+
+    SINGLE = "single"
+    PAIRS = "pairs"
+
+
+@dataclass
+class Inputs:
+    """A request's inputs, already checked to be all strings or all pairs."""
+
+    #: Whether ``items`` are texts or (a, b) pairs.
+    kind: InputKind
+    #: The texts, or the pairs as 2-tuples.
+    items: list[Any]
+    #: Task-specific options (QA's top_k, say); None means the task's defaults.
+    options: Any = None
+
+
+@dataclass
+class Features:
+    """What an adapter made of a request's inputs: token sequences to batch, and what decoding needs."""
+
+    #: One int64 array of token ids per feature.
+    input_ids: list[np.ndarray]
+    #: Token type ids per feature, or None where the model does not use them.
+    token_type_ids: list[np.ndarray] | None
+    #: The index of the input each feature came from (QA windows: several features per input).
+    owner: list[int]
+    #: Indices of inputs that were cut to the maximum length.
+    truncated: list[int] = field(default_factory=list)
+    #: Adapter-private state for decoding (offsets, masks...).
+    state: Any = None
+
+
+@dataclass
+class PaddedBatch:
+    """A batch padded to its longest sequence, ready for the model."""
+
+    #: [batch, longest] token ids.
+    input_ids: torch.Tensor
+    #: [batch, longest] 1 for real tokens, 0 for padding.
+    attention_mask: torch.Tensor
+    #: [batch, longest] token types, or None.
+    token_type_ids: torch.Tensor | None
+    #: The real length of each row.
+    lengths: list[int]
+
+
+class TaskAdapter(Protocol):
+    """Encode, forward, decode: the three steps of every task."""
+
+    #: The task's name as reported by the API (classification, question_answering...).
+    task_name: str
+    #: The token id used for padding.
+    pad_token_id: int
+
+    def check(self, inputs: Inputs) -> None:
+        """Raise InvalidInput if this task cannot take these inputs."""
+
+    def encode(self, inputs: Inputs) -> Features:
+        """Tokenize: runs off the event loop, in a worker thread."""
+
+    def forward(self, batch: PaddedBatch) -> list[np.ndarray]:
+        """Run the model on a batch; one output array per row, trimmed to the row's length where per-token."""
+
+    def decode(self, inputs: Inputs, features: Features, outputs: list[np.ndarray]) -> list[Any]:
+        """Turn per-feature outputs into one result per input, in input order."""
+
+
+def pad_batch(
+    input_ids: list[np.ndarray], token_type_ids: list[np.ndarray] | None, pad_token_id: int, device: torch.device
+) -> PaddedBatch:
+    """Pad sequences to the batch's longest, never to a fixed length."""
+    lengths = [len(ids) for ids in input_ids]
+    longest = max(lengths)
+    ids = np.full((len(input_ids), longest), pad_token_id, dtype=np.int64)
+    mask = np.zeros((len(input_ids), longest), dtype=np.int64)
+    types = np.zeros((len(input_ids), longest), dtype=np.int64) if token_type_ids is not None else None
+    for row, length in enumerate(lengths):
+        ids[row, :length] = input_ids[row]
+        mask[row, :length] = 1
+        if types is not None and token_type_ids is not None:
+            types[row, :length] = token_type_ids[row]
+    return PaddedBatch(
+        input_ids=torch.from_numpy(ids).to(device),
+        attention_mask=torch.from_numpy(mask).to(device),
+        token_type_ids=torch.from_numpy(types).to(device) if types is not None else None,
+        lengths=lengths,
+    )
+
+
+def model_inputs(batch: PaddedBatch) -> dict[str, torch.Tensor]:
+    """Keyword arguments for a Hugging Face model's forward."""
+    kwargs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    if batch.token_type_ids is not None:
+        kwargs["token_type_ids"] = batch.token_type_ids
+    return kwargs

@@ -1,0 +1,145 @@
+"""Load a Hugging Face model folder or hub id into a ready-to-run model with its tokenizer.
+
+The task (sequence classification or question answering) comes from the config's ``architectures``; a model
+with neither head is refused at load time with a message that says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from functools import cache
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from assay.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class Task(str, Enum):
+    """What a model's head does, and so which adapter serves it."""
+
+    CLASSIFICATION = "classification"
+    QUESTION_ANSWERING = "question_answering"
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode on its device, with everything an adapter needs to run it."""
+
+    #: The name it was loaded from (folder or hub id).
+    name: str
+    #: The task detected from the config.
+    task: Task
+    #: The model's own fast tokenizer.
+    tokenizer: PreTrainedTokenizerBase
+    #: The model, in eval mode, on ``device`` in ``dtype``.
+    model: PreTrainedModel
+    #: The model's config.
+    config: PretrainedConfig
+    #: Where it runs.
+    device: torch.device
+    #: The dtype of its weights.
+    dtype: torch.dtype
+    #: Longest sequence, in tokens, that the model accepts.
+    max_length: int
+
+
+@cache
+def cpu_supports_bf16() -> bool:
+    """True where the CPU has native bf16 matrix instructions (AMX or AVX-512 BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("amx_bf16", "avx512_bf16"))
+
+
+def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """Turn a dtype setting into a torch dtype; ``auto`` picks bf16 only where the hardware runs it natively."""
+    if requested != "auto":
+        if requested == "float16" and device.type == "cpu":
+            log.warning("float16 on CPU is slow and imprecise; consider bfloat16 or float32")
+        return DTYPES[requested]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+
+
+def detect_task(config: PretrainedConfig, name: str) -> Task:
+    """Find the task from the config's ``architectures``."""
+    architectures = list(getattr(config, "architectures", None) or [])
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return Task.CLASSIFICATION
+    if any(a.endswith("ForQuestionAnswering") for a in architectures):
+        return Task.QUESTION_ANSWERING
+    raise ModelLoadError(
+        f"model '{name}' has no supported head: its config lists architectures {architectures or 'none'}, "
+        "but Assay serves models with a ...ForSequenceClassification or ...ForQuestionAnswering head"
+    )
+
+
+def load_model(
+    name: str, *, device: str = "cpu", dtype: str = "auto", max_sequence_length: int | None = None
+) -> LoadedModel:
+    """Load tokenizer, config and model; raise ModelLoadError with a clear message on any failure."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"model '{name}' asks for device 'cuda', but no CUDA device is available")
+    torch_device = torch.device(device)
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"cannot load model '{name}': {_first_line(exc)}") from None
+    task = detect_task(config, name)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    auto_class = (
+        AutoModelForSequenceClassification if task is Task.CLASSIFICATION else AutoModelForQuestionAnswering
+    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False, use_fast=True)
+        model = auto_class.from_pretrained(name, config=config, trust_remote_code=False, dtype=torch_dtype)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(f"cannot load model '{name}': {_first_line(exc)}") from None
+    if not tokenizer.is_fast:
+        raise ModelLoadError(f"model '{name}' has no fast tokenizer (tokenizer.json); Assay needs one")
+    model.to(torch_device).eval()
+    model_max = _model_max_length(config, tokenizer)
+    max_length = min(max_sequence_length, model_max) if max_sequence_length else model_max
+    log.info("loaded %s (%s) on %s in %s, max length %d", name, task.value, device, torch_dtype, max_length)
+    return LoadedModel(
+        name=name, task=task, tokenizer=tokenizer, model=model, config=config,
+        device=torch_device, dtype=torch_dtype, max_length=max_length,
+    )
+
+
+def _model_max_length(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> int:
+    """The smaller of what the tokenizer declares and what the position embeddings allow."""
+    candidates = []
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+        candidates.append(tok_max)
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        # RoBERTa-style models offset positions by padding_idx + 1.
+        offset = 2 if getattr(config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"} else 0
+        candidates.append(positions - offset)
+    return min(candidates) if candidates else 512
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
