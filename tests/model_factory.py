@@ -36,7 +36,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-FACTORY_VERSION = "2"
+FACTORY_VERSION = "3"
 MARKER = ".assay-test-model.json"
 DATA = Path(os.environ.get("ASSAY_SHARED_DATA", "/work/shared/data"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -185,8 +185,14 @@ def _build_minilm(name: str, tmp: Path) -> None:
     config["torch_dtype"] = "float32"
     _write_json(tmp / "config.json", config)
     _save_weights(tmp, state)
-    for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+    for f in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copyfile(src / f, tmp / f)
+    # The upstream tokenizer.json bakes in padding/truncation to 128 (sentence-transformers'
+    # setting); transformers overrides both per call, raw `tokenizers` users would not. Drop them.
+    tok_json = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
+    tok_json["padding"] = None
+    tok_json["truncation"] = None
+    (tmp / "tokenizer.json").write_text(json.dumps(tok_json, ensure_ascii=False), encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ READER_FLAGS: list[tuple[str, str, str, type, str]] = [
      "longest sequence in tokens, none meaning the model's maximum"),
     ("--max-batch-tokens", "max_batch_tokens", "TAKEOFF_MAX_BATCH_TOKENS", int,
      "most padded tokens (longest sequence x batch size) per forward pass"),
-    ("--dtype", "dtype", "TAKEOFF_DTYPE", str, "auto, float32, bfloat16 or float16 (auto: bf16 where the hardware has it)"),
+    ("--dtype", "dtype", "TAKEOFF_DTYPE", str,
+     "auto, float32, bfloat16 or float16 (auto: bf16 where the hardware has it)"),
     ("--reader-id", "reader_id", "TAKEOFF_READER_ID", str, "id of the reader (default: a random uuid)"),
 ]
 

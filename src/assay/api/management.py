@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from assay import __version__
 from assay.api.errors import install_error_handlers

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from assay import metrics
-from assay.engine.reader import Reader, ReaderStatus
 from assay.engine.queue import TokenBudgetQueue
+from assay.engine.reader import Reader, ReaderStatus
 from assay.engine.work import ReaderGone, Ticket, WorkItem
 from assay.errors import NotReady
 from assay.models.adapter import Inputs, TaskAdapter

@@ -13,12 +13,13 @@ from assay.config import ReaderConfig, new_reader_id
 from assay.engine.group import ConsumerGroup
 from assay.engine.reader import AdapterOpener, Reader, ReaderStatus
 from assay.errors import Conflict, NotFound
+from assay.models.loading import resolve_dtype
 from assay.models.tasks import open_adapter
 
 log = logging.getLogger(__name__)
 
 
-def open_reader_adapter(config: ReaderConfig):  # noqa: ANN201 - returns a TaskAdapter
+def open_reader_adapter(config: ReaderConfig):
     """Load the model a reader config names."""
     return open_adapter(
         config.model_name, device=config.device, dtype=config.dtype, max_sequence_length=config.max_sequence_length
@@ -49,18 +50,37 @@ class ReaderRegistry:
                 group = self.groups[config.consumer_group] = ConsumerGroup(
                     config.consumer_group, self._max_queued, self.executor
                 )
-            else:
-                for other in group.readers.values():
-                    if other.is_live and other.config.model_name != config.model_name:
-                        raise Conflict(
-                            f"consumer group '{config.consumer_group}' serves model '{other.config.model_name}'; "
-                            f"a reader of '{config.model_name}' belongs in another group"
-                        )
+            config = config.model_copy(update={"dtype": self._group_dtype(group, config)})
             reader = Reader(config, group, self._opener)
             group.readers[reader.reader_id] = reader
             self.readers[reader.reader_id] = reader
         reader.start()
         return reader
+
+    @staticmethod
+    def _group_dtype(group: ConsumerGroup, config: ReaderConfig) -> str:
+        """The reader's effective dtype: one group serves one model at one precision, so its results agree.
+
+        ``auto`` joins the precision of the group's live readers (takeoff-client cannot send a dtype at all);
+        an explicit dtype or a model that differs from theirs is a conflict.
+        """
+        live = [other.config for other in group.readers.values() if other.is_live]
+        own = str(resolve_dtype(config.dtype, config.device)).removeprefix("torch.")
+        if not live:
+            return own
+        if live[0].model_name != config.model_name:
+            raise Conflict(
+                f"consumer group '{config.consumer_group}' serves model '{live[0].model_name}'; "
+                f"a reader of '{config.model_name}' belongs in another group"
+            )
+        if config.dtype == "auto":
+            return live[0].dtype
+        if own != live[0].dtype:
+            raise Conflict(
+                f"consumer group '{config.consumer_group}' runs in {live[0].dtype}; a {own} reader would "
+                "give different scores for the same input: leave dtype out (auto) or use another group"
+            )
+        return own
 
     def remove_reader(self, reader_id: str) -> Reader:
         """Stop a reader (it finishes its batch in hand) and forget it; join it with ``reader.join``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from assay.models.adapter import Features, Inputs, InputKind, PaddedBatch, model_inputs
+from assay.models.adapter import Features, InputKind, Inputs, PaddedBatch, model_inputs
 from assay.models.loading import LoadedModel
 
 

@@ -69,14 +69,14 @@ def cpu_supports_bf16() -> bool:
     return any(flag in flags for flag in ("amx_bf16", "avx512_bf16"))
 
 
-def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(requested: str, device: torch.device | str) -> torch.dtype:
     """Turn a dtype setting into a torch dtype; ``auto`` picks bf16 only where the hardware runs it natively."""
     if requested != "auto":
         if requested == "float16" and device.type == "cpu":
             log.warning("float16 on CPU is slow and imprecise; consider bfloat16 or float32")
         return DTYPES[requested]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if torch.device(device).type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     return torch.bfloat16 if cpu_supports_bf16() else torch.float32
 
 

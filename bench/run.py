@@ -1,0 +1,234 @@
+"""Run the benchmark: `python -m bench.run` (see docs/performance.md).
+
+For each dtype: the in-process ceiling first (no server running), then a real `assay serve` subprocess under
+closed-loop load at concurrency C, then concurrency 1 for low-load latency; then bf16-vs-fp32 fidelity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench import ceiling
+from bench.load import Server, closed_loop
+from bench.model import DEFAULT_FOLDER, ensure_model
+from bench.workload import make_requests, pairs_of
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LOGS = DEFAULT_FOLDER.parent / "bench-logs"
+#: Measured requests per dtype when --requests is not given: bf16 is ~6x slower than fp32 on CPUs without
+#: AVX512-BF16/AMX, and the default run must stay under ~10 minutes on 2 cores.
+DEFAULT_REQUESTS = {"float32": 40, "bfloat16": 12}
+DEFAULT_WARMUP = {"float32": 8, "bfloat16": 4}
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "bf16_flags": [f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile")],
+        "avx512": any(f.startswith("avx512") for f in flags),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "(unset)"),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
+        # Other work on a 2-core machine skews every figure: the 1-minute load average when the run began.
+        "loadavg_at_start": os.getloadavg()[0],
+    }
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (ties are vanishingly rare for float logits)."""
+    ra = np.argsort(np.argsort(a)).astype(float)
+    rb = np.argsort(np.argsort(b)).astype(float)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def fidelity(reference: np.ndarray, other: np.ndarray, per_query: int) -> dict[str, float]:
+    """bf16 against fp32 on the same pairs: worst logit error, rank agreement per query, top-1 agreement."""
+    ref = reference.reshape(-1, per_query)
+    oth = other.reshape(-1, per_query)
+    rhos = [spearman(r, o) for r, o in zip(ref, oth, strict=True)]
+    top1 = [int(np.argmax(r) == np.argmax(o)) for r, o in zip(ref, oth, strict=True)]
+    return {
+        "queries": len(rhos),
+        "max_abs_diff": float(np.max(np.abs(ref - oth))),
+        "mean_abs_diff": float(np.mean(np.abs(ref - oth))),
+        "spearman_mean": float(np.mean(rhos)),
+        "spearman_min": float(np.min(rhos)),
+        "top1_agreement": float(np.mean(top1)),
+    }
+
+
+def bench_dtype(args: argparse.Namespace, dtype: str, folder: str, log: Any) -> tuple[dict[str, Any], np.ndarray]:
+    count = args.requests or DEFAULT_REQUESTS.get(dtype, 40)
+    warm_count = args.warmup if args.warmup is not None else DEFAULT_WARMUP.get(dtype, 8)
+    requests = make_requests(count, seed=args.seed)
+    warmup = make_requests(warm_count, seed=args.seed + 1)
+    low = make_requests(args.low_load_requests, seed=args.seed + 2) if dtype in args.low_load else []
+    pairs = pairs_of(requests)
+    result: dict[str, Any] = {"dtype": dtype, "requests": count, "pairs": len(pairs), "concurrency": args.concurrency}
+
+    # 1. The in-process ceiling, alone on the machine.
+    log(f"[{dtype}] in-process ceiling: loading, warming up")
+    adapter = ceiling.open_adapter(folder, dtype)
+    ceiling.run(adapter, pairs_of(warmup), args.max_batch_size, args.max_batch_tokens)
+    log(f"[{dtype}] in-process ceiling: {len(pairs)} pairs")
+    ceil, ceil_logits = ceiling.run(adapter, pairs, args.max_batch_size, args.max_batch_tokens)
+    result["ceiling"] = {
+        "pairs_per_s": ceil.pairs_per_s, "seconds": ceil.seconds, "tokenize_seconds": ceil.tokenize_seconds,
+        "batches": ceil.batches, "padded_tokens": ceil.padded_tokens, "real_tokens": ceil.real_tokens,
+        "torch_threads": torch.get_num_threads(),
+    }  # fmt: skip
+    log(f"[{dtype}] ceiling {ceil.pairs_per_s:.1f} pairs/s ({ceil.seconds:.1f} s, {ceil.batches} batches)")
+    if low:
+        in_process = [ceiling.one_request_seconds(adapter, pairs_of([r]), 1)[0] for r in low]
+        result["low_load_in_process_ms"] = [t * 1000 for t in in_process]
+    del adapter
+    gc.collect()
+
+    # 2. The server under closed-loop load.
+    flags = [
+        "--max-batch-size", str(args.max_batch_size), "--max-batch-tokens", str(args.max_batch_tokens),
+        "--batch-duration-millis", str(args.batch_duration_millis),
+    ]  # fmt: skip
+    server = Server(folder, dtype, flags, LOGS / f"server-{dtype}.log")
+    startup = server.start()
+    try:
+        log(f"[{dtype}] server healthy after {startup:.1f} s (pid {server.pid}); warm-up {warm_count} requests")
+        loaded = closed_loop(server.url, requests, args.concurrency, warmup=warmup, pid=server.pid, rss_every=10)
+        result["server"] = {
+            "pairs_per_s": loaded.pairs_per_s, "seconds": loaded.seconds,
+            "p50_ms": loaded.latency_ms(50), "p90_ms": loaded.latency_ms(90), "p99_ms": loaded.latency_ms(99),
+            "rss_mib_end": loaded.rss[-1][1] / 2**20 if loaded.rss else None,
+            "startup_seconds": startup,
+        }  # fmt: skip
+        served = np.array([x for row in loaded.logits for x in row], dtype=np.float32)
+        result["server_vs_ceiling_max_abs_logit_diff"] = float(np.max(np.abs(served - ceil_logits)))
+        result["ratio"] = loaded.pairs_per_s / ceil.pairs_per_s
+        log(f"[{dtype}] server {loaded.pairs_per_s:.1f} pairs/s, ratio {result['ratio']:.3f}")
+        if low:
+            single = closed_loop(server.url, low, 1, warmup=low[:1])
+            server_ms = [t * 1000 for t in single.latencies]
+            in_ms = result["low_load_in_process_ms"]
+            result["low_load"] = {
+                "requests": len(low),
+                "server_p50_ms": float(np.median(server_ms)),
+                "in_process_p50_ms": float(np.median(in_ms)),
+                "overhead_p50_ms": float(np.median(np.subtract(server_ms, in_ms))),
+                "server_ms": server_ms,
+            }
+            log(f"[{dtype}] low load: server p50 {result['low_load']['server_p50_ms']:.0f} ms, "
+                f"in-process p50 {result['low_load']['in_process_p50_ms']:.0f} ms")  # fmt: skip
+        if args.memory_requests and dtype == args.memory_dtype:
+            memory_requests = make_requests(args.memory_requests, seed=args.seed + 3)
+            log(f"[{dtype}] memory run: {args.memory_requests} requests at concurrency {args.concurrency}")
+            run = closed_loop(server.url, memory_requests, args.concurrency, pid=server.pid, rss_every=10)
+            early = min(500, args.memory_requests // 4)
+            after_early = next(rss for done, rss in run.rss if done >= early)
+            result["memory"] = {
+                "requests": args.memory_requests, "concurrency": args.concurrency,
+                "rss_mib_start": rss_at_start(run), f"rss_mib_after_{early}": after_early / 2**20,
+                "rss_mib_end": run.rss[-1][1] / 2**20, "rss_mib_max": max(r for _, r in run.rss) / 2**20,
+                "pairs_per_s": run.pairs_per_s, "samples": [(d, round(r / 2**20, 1)) for d, r in run.rss],
+            }  # fmt: skip
+    finally:
+        server.stop()
+    return result, ceil_logits
+
+
+def rss_at_start(run: Any) -> float:
+    return run.rss[0][1] / 2**20 if run.rss else 0.0
+
+
+def print_table(report: dict[str, Any]) -> None:
+    m = report["machine"]
+    print(f"\nmachine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
+          f"bf16 instructions: {', '.join(m['bf16_flags']) or 'none'}, load average {m['loadavg_at_start']:.2f} "
+          f"at start, {m.get('loadavg_at_end', 0):.2f} at end")  # fmt: skip
+    print(f"{'dtype':9} {'pairs':>6} {'ceiling p/s':>12} {'server p/s':>11} {'ratio':>6} "
+          f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'RSS MiB':>8}")  # fmt: skip
+    for r in report["runs"]:
+        s = r["server"]
+        print(f"{r['dtype']:9} {r['pairs']:>6} {r['ceiling']['pairs_per_s']:>12.1f} {s['pairs_per_s']:>11.1f} "
+              f"{r['ratio']:>6.3f} {s['p50_ms']:>8.0f} {s['p90_ms']:>8.0f} {s['p99_ms']:>8.0f} "
+              f"{s['rss_mib_end'] or 0:>8.0f}")  # fmt: skip
+    for r in report["runs"]:
+        if "low_load" in r:
+            low = r["low_load"]
+            print(f"low load ({r['dtype']}, C=1, {low['requests']} requests of 32 pairs): server p50 "
+                  f"{low['server_p50_ms']:.0f} ms, in-process p50 {low['in_process_p50_ms']:.0f} ms, "
+                  f"overhead p50 {low['overhead_p50_ms']:+.1f} ms")  # fmt: skip
+        if "memory" in r:
+            mem = r["memory"]
+            print(f"memory ({r['dtype']}, {mem['requests']} requests): " + ", ".join(
+                f"{k} {v:.0f}" for k, v in mem.items() if k.startswith("rss_mib")))  # fmt: skip
+    if "fidelity" in report:
+        f = report["fidelity"]
+        print(f"fidelity bf16 vs fp32 ({f['queries']} queries): max |diff| {f['max_abs_diff']:.4f}, Spearman mean "
+              f"{f['spearman_mean']:.4f} (min {f['spearman_min']:.4f}), top-1 {f['top1_agreement']:.1%}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
+    parser.add_argument("--requests", type=int, default=None,
+                        help=f"measured requests per dtype (default {DEFAULT_REQUESTS})")  # fmt: skip
+    parser.add_argument("--warmup", type=int, default=None, help=f"warm-up requests (default {DEFAULT_WARMUP})")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--low-load", nargs="*", default=["float32"], help="dtypes to measure at concurrency 1")
+    parser.add_argument("--low-load-requests", type=int, default=5)
+    parser.add_argument("--memory-requests", type=int, default=0, help="run N more requests watching RSS (e.g. 2000)")
+    parser.add_argument("--memory-dtype", default="float32")
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-batch-tokens", type=int, default=16384)
+    parser.add_argument("--batch-duration-millis", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"{time.monotonic() - started:7.1f}s {message}", file=sys.stderr, flush=True)
+
+    folder = str(ensure_model())
+    report: dict[str, Any] = {
+        "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine(),
+        "settings": {k: v for k, v in vars(args).items() if k != "output"},
+        "runs": [],
+    }
+    logits: dict[str, np.ndarray] = {}
+    for dtype in args.dtype:
+        result, logits[dtype] = bench_dtype(args, dtype, folder, log)
+        report["runs"].append(result)
+    if "float32" in logits and "bfloat16" in logits:
+        common = min(len(logits["float32"]), len(logits["bfloat16"]))  # same seed: same leading requests
+        report["fidelity"] = fidelity(logits["float32"][:common], logits["bfloat16"][:common], 32)
+    report["total_seconds"] = time.monotonic() - started
+    report["machine"]["loadavg_at_end"] = os.getloadavg()[0]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    print_table(report)
+    print(f"\nresults: {args.output}  ({report['total_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
