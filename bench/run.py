@@ -1,7 +1,8 @@
 """Run the benchmark: `python -m bench.run` (see docs/performance.md).
 
-For each dtype: the in-process ceiling first (no server running), then a real `assay serve` subprocess under
-closed-loop load at concurrency C, then concurrency 1 for low-load latency; then bf16-vs-fp32 fidelity.
+For each dtype: the in-process ceiling and a real `assay serve` subprocess under closed-loop load at
+concurrency C, in alternating rounds over the same requests; then concurrency 1 for low-load latency,
+alternating in-process and server request by request; then bf16-vs-fp32 fidelity.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from bench.workload import make_requests, pairs_of
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOGS = DEFAULT_FOLDER.parent / "bench-logs"
-#: Measured requests per dtype when --requests is not given: bf16 is ~6x slower than fp32 on CPUs without
-#: AVX512-BF16/AMX, and the default run must stay under ~10 minutes on 2 cores.
-DEFAULT_REQUESTS = {"float32": 40, "bfloat16": 12}
-DEFAULT_WARMUP = {"float32": 8, "bfloat16": 4}
+#: Measured requests per dtype and round when --requests is not given (the default run takes ~6 minutes on 2
+#: cores with AVX512-BF16; bf16 is ~6x slower without it or AMX: bench only float32 there).
+DEFAULT_REQUESTS = {"float32": 24, "bfloat16": 24}
+DEFAULT_WARMUP = {"float32": 4, "bfloat16": 4}
 
 
 def machine() -> dict[str, Any]:
@@ -76,33 +77,24 @@ def fidelity(reference: np.ndarray, other: np.ndarray, per_query: int) -> dict[s
 
 
 def bench_dtype(args: argparse.Namespace, dtype: str, folder: str, log: Any) -> tuple[dict[str, Any], np.ndarray]:
+    """Ceiling and server, measured in alternating rounds over the same requests.
+
+    On a shared 2-core machine other work comes and goes; alternating rounds (ceiling, server, ceiling,
+    server, ...) puts both under the same conditions, so their ratio holds even when absolute figures drift.
+    The server process idles (its readers block on a condition) while the ceiling runs.
+    """
     count = args.requests or DEFAULT_REQUESTS.get(dtype, 40)
     warm_count = args.warmup if args.warmup is not None else DEFAULT_WARMUP.get(dtype, 8)
     requests = make_requests(count, seed=args.seed)
     warmup = make_requests(warm_count, seed=args.seed + 1)
     low = make_requests(args.low_load_requests, seed=args.seed + 2) if dtype in args.low_load else []
     pairs = pairs_of(requests)
-    result: dict[str, Any] = {"dtype": dtype, "requests": count, "pairs": len(pairs), "concurrency": args.concurrency}
+    result: dict[str, Any] = {"dtype": dtype, "requests": count, "pairs": len(pairs), "concurrency": args.concurrency,
+                              "rounds": args.rounds}  # fmt: skip
 
-    # 1. The in-process ceiling, alone on the machine.
     log(f"[{dtype}] in-process ceiling: loading, warming up")
     adapter = ceiling.open_adapter(folder, dtype)
     ceiling.run(adapter, pairs_of(warmup), args.max_batch_size, args.max_batch_tokens)
-    log(f"[{dtype}] in-process ceiling: {len(pairs)} pairs")
-    ceil, ceil_logits = ceiling.run(adapter, pairs, args.max_batch_size, args.max_batch_tokens)
-    result["ceiling"] = {
-        "pairs_per_s": ceil.pairs_per_s, "seconds": ceil.seconds, "tokenize_seconds": ceil.tokenize_seconds,
-        "batches": ceil.batches, "padded_tokens": ceil.padded_tokens, "real_tokens": ceil.real_tokens,
-        "torch_threads": torch.get_num_threads(),
-    }  # fmt: skip
-    log(f"[{dtype}] ceiling {ceil.pairs_per_s:.1f} pairs/s ({ceil.seconds:.1f} s, {ceil.batches} batches)")
-    if low:
-        in_process = [ceiling.one_request_seconds(adapter, pairs_of([r]), 1)[0] for r in low]
-        result["low_load_in_process_ms"] = [t * 1000 for t in in_process]
-    del adapter
-    gc.collect()
-
-    # 2. The server under closed-loop load.
     flags = [
         "--max-batch-size", str(args.max_batch_size), "--max-batch-tokens", str(args.max_batch_tokens),
         "--batch-duration-millis", str(args.batch_duration_millis),
@@ -111,30 +103,60 @@ def bench_dtype(args: argparse.Namespace, dtype: str, folder: str, log: Any) -> 
     startup = server.start()
     try:
         log(f"[{dtype}] server healthy after {startup:.1f} s (pid {server.pid}); warm-up {warm_count} requests")
-        loaded = closed_loop(server.url, requests, args.concurrency, warmup=warmup, pid=server.pid, rss_every=10)
+        closed_loop(server.url, warmup, args.concurrency)
+        ceilings, loads = [], []
+        for round_ in range(args.rounds):
+            ceil, ceil_logits = ceiling.run(adapter, pairs, args.max_batch_size, args.max_batch_tokens)
+            loaded = closed_loop(server.url, requests, args.concurrency, pid=server.pid, rss_every=10)
+            ceilings.append(ceil)
+            loads.append(loaded)
+            log(f"[{dtype}] round {round_ + 1}: ceiling {ceil.pairs_per_s:.1f} pairs/s, server "
+                f"{loaded.pairs_per_s:.1f} pairs/s, ratio {loaded.pairs_per_s / ceil.pairs_per_s:.3f} "
+                f"(load average {os.getloadavg()[0]:.2f})")  # fmt: skip
+        ceil_seconds = sum(c.seconds for c in ceilings)
+        server_seconds = sum(r.seconds for r in loads)
+        latencies = [t for r in loads for t in r.latencies]
+        result["ceiling"] = {
+            "pairs_per_s": len(pairs) * args.rounds / ceil_seconds, "seconds": ceil_seconds,
+            "rounds_pairs_per_s": [c.pairs_per_s for c in ceilings],
+            "tokenize_seconds": sum(c.tokenize_seconds for c in ceilings), "batches": ceilings[0].batches,
+            "padded_tokens": ceilings[0].padded_tokens, "real_tokens": ceilings[0].real_tokens,
+            "torch_threads": torch.get_num_threads(),
+        }  # fmt: skip
         result["server"] = {
-            "pairs_per_s": loaded.pairs_per_s, "seconds": loaded.seconds,
-            "p50_ms": loaded.latency_ms(50), "p90_ms": loaded.latency_ms(90), "p99_ms": loaded.latency_ms(99),
-            "rss_mib_end": loaded.rss[-1][1] / 2**20 if loaded.rss else None,
+            "pairs_per_s": len(pairs) * args.rounds / server_seconds, "seconds": server_seconds,
+            "rounds_pairs_per_s": [r.pairs_per_s for r in loads],
+            "p50_ms": float(np.percentile(latencies, 50) * 1000), "p90_ms": float(np.percentile(latencies, 90) * 1000),
+            "p99_ms": float(np.percentile(latencies, 99) * 1000),
+            "rss_mib_end": loads[-1].rss[-1][1] / 2**20 if loads[-1].rss else None,
             "startup_seconds": startup,
         }  # fmt: skip
-        served = np.array([x for row in loaded.logits for x in row], dtype=np.float32)
+        served = np.array([x for row in loads[-1].logits for x in row], dtype=np.float32)
         result["server_vs_ceiling_max_abs_logit_diff"] = float(np.max(np.abs(served - ceil_logits)))
-        result["ratio"] = loaded.pairs_per_s / ceil.pairs_per_s
-        log(f"[{dtype}] server {loaded.pairs_per_s:.1f} pairs/s, ratio {result['ratio']:.3f}")
+        result["ratio"] = result["server"]["pairs_per_s"] / result["ceiling"]["pairs_per_s"]
+        result["rounds_ratio"] = [r.pairs_per_s / c.pairs_per_s for c, r in zip(ceilings, loads, strict=True)]
+        log(f"[{dtype}] overall: ceiling {result['ceiling']['pairs_per_s']:.1f} pairs/s, server "
+            f"{result['server']['pairs_per_s']:.1f} pairs/s, ratio {result['ratio']:.3f}")  # fmt: skip
         if low:
-            single = closed_loop(server.url, low, 1, warmup=low[:1])
-            server_ms = [t * 1000 for t in single.latencies]
-            in_ms = result["low_load_in_process_ms"]
+            # Alternate too: one request in-process (one padded batch), then the same request through the server.
+            in_ms, server_ms = [], []
+            closed_loop(server.url, low[:1], 1)
+            for request in low:
+                in_ms.append(ceiling.one_request_seconds(adapter, pairs_of([request]), 1)[0] * 1000)
+                server_ms.append(closed_loop(server.url, [request], 1).latencies[0] * 1000)
+            result["low_load_in_process_ms"] = in_ms
             result["low_load"] = {
                 "requests": len(low),
                 "server_p50_ms": float(np.median(server_ms)),
                 "in_process_p50_ms": float(np.median(in_ms)),
                 "overhead_p50_ms": float(np.median(np.subtract(server_ms, in_ms))),
+                "overhead_max_ms": float(np.max(np.subtract(server_ms, in_ms))),
                 "server_ms": server_ms,
             }
             log(f"[{dtype}] low load: server p50 {result['low_load']['server_p50_ms']:.0f} ms, "
                 f"in-process p50 {result['low_load']['in_process_p50_ms']:.0f} ms")  # fmt: skip
+        del adapter
+        gc.collect()
         if args.memory_requests and dtype == args.memory_dtype:
             memory_requests = make_requests(args.memory_requests, seed=args.seed + 3)
             log(f"[{dtype}] memory run: {args.memory_requests} requests at concurrency {args.concurrency}")
@@ -191,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"measured requests per dtype (default {DEFAULT_REQUESTS})")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=None, help=f"warm-up requests (default {DEFAULT_WARMUP})")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating ceiling/server rounds per dtype")
     parser.add_argument("--low-load", nargs="*", default=["float32"], help="dtypes to measure at concurrency 1")
     parser.add_argument("--low-load-requests", type=int, default=5)
     parser.add_argument("--memory-requests", type=int, default=0, help="run N more requests watching RSS (e.g. 2000)")

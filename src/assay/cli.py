@@ -96,6 +96,9 @@ def serve_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    # One request's texts are tokenized in one call; parallelism comes from the worker pool and the readers'
+    # torch threads, and tokenizer threads on top of those would only oversubscribe the cores.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from assay.server import serve  # heavy imports (torch, transformers) only when serving
 
     asyncio.run(serve(config, log_level=args.log_level))

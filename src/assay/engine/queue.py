@@ -29,6 +29,12 @@ class BatchPolicy:
     max_wait: float
     #: Dispatch as soon as no new item arrived for this long (seconds): a lone request pays at most this.
     quiet_gap: float = 0.0005
+    #: Once a batch holds this many padded tokens, it stops growing where the next item would leave less than
+    #: ``min_fill`` of its tokens real: a forward pass of a few thousand tokens already runs at full speed, so
+    #: padding is pure loss past that point.
+    min_batch_tokens: int = 1024
+    #: Smallest share of real (unpadded) tokens a batch grown past ``min_batch_tokens`` may have.
+    min_fill: float = 0.9
 
 
 class TokenBudgetQueue:
@@ -119,7 +125,7 @@ class TokenBudgetQueue:
         order = sorted(range(len(window)), key=lambda i: window[i].length)
         anchor = order.index(0)  # the oldest item (index 0) must be in the batch
         chosen = [0]
-        longest = shortest = window[0].length
+        longest = shortest = real = window[0].length
         left, right = anchor - 1, anchor + 1
         while len(chosen) < policy.max_batch_size and (left >= 0 or right < len(order)):
             # Prefer the neighbour whose length is closest to the batch's current span.
@@ -127,12 +133,17 @@ class TokenBudgetQueue:
                 left >= 0 and shortest - window[order[left]].length <= window[order[right]].length - longest
             )
             candidate = order[left] if take_left else order[right]
-            new_longest = max(longest, window[candidate].length)
-            if new_longest * (len(chosen) + 1) > policy.max_batch_tokens:
+            length = window[candidate].length
+            new_longest = max(longest, length)
+            padded = new_longest * (len(chosen) + 1)
+            if padded > policy.max_batch_tokens:
+                break
+            if padded > policy.min_batch_tokens and real + length < policy.min_fill * padded:
                 break
             chosen.append(candidate)
             longest = new_longest
-            shortest = min(shortest, window[candidate].length)
+            shortest = min(shortest, length)
+            real += length
             if take_left:
                 left -= 1
             else:

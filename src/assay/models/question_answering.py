@@ -92,7 +92,8 @@ class QuestionAnsweringAdapter:
         ids = []
         for k, encoding in enumerate(encoded.encodings):
             row = np.asarray(encoded["input_ids"][k], dtype=np.int64)
-            desired = np.array([sid == context_id for sid in encoding.sequence_ids], dtype=np.int64)
+            # None (special tokens) becomes NaN, which equals no sequence id: no per-token Python loop.
+            desired = (np.array(encoding.sequence_ids, dtype=np.float64) == context_id).astype(np.int64)
             if cls_id is not None:
                 desired[row == cls_id] = 1  # the pipeline keeps CLS unmasked (the null answer lives there)
             ids.append(row)

@@ -1,0 +1,109 @@
+"""The token-budget queue: batch bounds, little padding, no starvation, no idle waiting for a lone request."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from assay.engine.queue import BatchPolicy, TokenBudgetQueue
+from assay.engine.work import Ticket, WorkItem
+from assay.errors import Overloaded
+from assay.models.adapter import pad_batch
+
+
+@pytest.fixture()
+def loop():
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def items(loop, lengths: list[int]) -> list[WorkItem]:
+    ticket = Ticket(len(lengths), loop)
+    return [WorkItem(ticket, i, np.ones(n, dtype=np.int64), None) for i, n in enumerate(lengths)]
+
+
+def take(queue: TokenBudgetQueue, policy: BatchPolicy) -> list[WorkItem]:
+    return queue.take(policy, threading.Event())
+
+
+def test_batches_respect_size_and_token_budgets(loop):
+    queue = TokenBudgetQueue("g", 10_000)
+    queue.put(items(loop, [100] * 50))
+    policy = BatchPolicy(max_batch_size=8, max_batch_tokens=1000, max_wait=0)
+    sizes = []
+    while len(queue):
+        batch = take(queue, policy)
+        assert len(batch) <= 8 and max(i.length for i in batch) * len(batch) <= 1000
+        sizes.append(len(batch))
+    assert sum(sizes) == 50 and max(sizes) == 8
+
+
+def test_a_batch_groups_similar_lengths_and_skips_far_longer_items(loop):
+    queue = TokenBudgetQueue("g", 10_000)
+    rng = np.random.default_rng(0)
+    lengths = [int(x) for x in rng.integers(20, 400, size=256)]
+    queue.put(items(loop, lengths))
+    policy = BatchPolicy(max_batch_size=32, max_batch_tokens=16384, max_wait=0)
+    padded = real = 0
+    while len(queue):
+        batch = take(queue, policy)
+        padded += max(i.length for i in batch) * len(batch)
+        real += sum(i.length for i in batch)
+    # One padded batch per 32 arrivals would waste ~50% here; length-grouped batches waste little.
+    assert padded <= 1.15 * real
+
+
+def test_the_oldest_item_is_always_in_the_next_batch(loop):
+    queue = TokenBudgetQueue("g", 10_000)
+    long_first = items(loop, [500])
+    queue.put(long_first)
+    for _ in range(10):
+        queue.put(items(loop, [10] * 30))
+    batch = take(queue, BatchPolicy(max_batch_size=32, max_batch_tokens=16384, max_wait=0))
+    assert long_first[0] in batch  # a long item never waits behind a stream of short ones
+
+
+def test_a_lone_request_is_not_held_for_the_batch_duration(loop):
+    queue = TokenBudgetQueue("g", 10_000)
+    queue.put(items(loop, [50] * 4))
+    started = time.monotonic()
+    batch = take(queue, BatchPolicy(max_batch_size=32, max_batch_tokens=16384, max_wait=2.0))
+    assert len(batch) == 4
+    assert time.monotonic() - started < 0.5  # far below the 2 s upper bound
+
+
+def test_arrivals_within_the_window_join_one_batch(loop):
+    queue = TokenBudgetQueue("g", 10_000)
+    policy = BatchPolicy(max_batch_size=32, max_batch_tokens=16384, max_wait=1.0, quiet_gap=0.2)
+    queue.put(items(loop, [50] * 4))
+
+    def later() -> None:
+        time.sleep(0.05)
+        queue.put(items(loop, [50] * 4))
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    batch = take(queue, policy)
+    thread.join()
+    assert len(batch) == 8
+
+
+def test_a_full_group_refuses_the_whole_request(loop):
+    queue = TokenBudgetQueue("g", 10)
+    queue.put(items(loop, [5] * 8))
+    with pytest.raises(Overloaded) as caught:
+        queue.put(items(loop, [5] * 3))
+    assert caught.value.headers["Retry-After"]
+    assert len(queue) == 8
+
+
+def test_padding_goes_only_to_the_batch_longest():
+    batch = pad_batch([np.arange(3), np.arange(7)], None, pad_token_id=0, device=torch.device("cpu"))
+    assert tuple(batch.input_ids.shape) == (2, 7)
+    assert batch.attention_mask.sum(dim=1).tolist() == [3, 7]
