@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from assay import metrics
+from assay.allocator import HeapTrimmer
 from assay.config import ReaderConfig
 from assay.engine.queue import BatchPolicy
 from assay.engine.work import Ticket, WorkItem
@@ -67,6 +68,7 @@ class Reader:
         #: Set once loading has ended, in success or failure.
         self.loaded = threading.Event()
         self._opener = opener
+        self._trimmer = HeapTrimmer()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reader-{self.reader_id}", daemon=True)
 
@@ -130,6 +132,7 @@ class Reader:
                 batch = self.group.queue.take(self.policy, self._stop)
                 if batch:
                     self._run_batch(batch)
+                    self._trimmer.after_batch(queue_empty=len(self.group.queue) == 0)
         except BaseException as exc:  # the thread is ending abnormally: report it dead, requeue nothing lost
             self.error = f"{type(exc).__name__}: {exc}"
             self.status = ReaderStatus.DEAD

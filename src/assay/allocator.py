@@ -1,0 +1,49 @@
+"""Keep a long-running server's resident size flat by handing freed heap memory back to the system.
+
+Every batch has a different shape, so glibc's malloc keeps a growing patchwork of freed blocks from earlier
+activations; ``malloc_trim`` returns them. Trimming walks the heap (a few milliseconds), so a reader does it
+at most once a second when its queue runs dry, and every ``interval`` seconds under sustained load.
+Elsewhere (macOS, musl) this is a no-op.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import time
+
+
+def _load_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _load_trim()
+
+
+class HeapTrimmer:
+    """Calls ``malloc_trim(0)`` after a batch when the reader is idle or the interval has passed."""
+
+    def __init__(self, interval: float = 10.0, idle_interval: float = 1.0) -> None:
+        #: Longest time between trims while batches keep coming (seconds).
+        self.interval = interval
+        #: Shortest time between trims when the queue has run dry (seconds).
+        self.idle_interval = idle_interval
+        self._last = time.monotonic()
+
+    def after_batch(self, queue_empty: bool) -> None:
+        if _MALLOC_TRIM is None:
+            return
+        now = time.monotonic()
+        if now - self._last >= (self.idle_interval if queue_empty else self.interval):
+            _MALLOC_TRIM(0)
+            self._last = now
