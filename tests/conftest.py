@@ -29,6 +29,8 @@ GROUPS = {
     "distilbert": "tiny-distilbert",
     "electra": "tiny-electra",
     "roberta-qa": "tiny-roberta-qa",
+    "multilabel": "minilm-multilabel",
+    "nli": "minilm-nli",
 }
 
 

@@ -13,6 +13,8 @@ Models
 minilm-classifier   BertForSequenceClassification, real all-MiniLM-L6-v2 backbone, 3 labels
                     (negative/neutral/positive), seeded random head.
 minilm-reranker     BertForSequenceClassification, num_labels=1 (cross-encoder shape), seeded head.
+minilm-multilabel   BertForSequenceClassification, 4 labels, problem_type multi_label_classification.
+minilm-nli          BertForSequenceClassification, 3 labels entailment/neutral/contradiction (zero-shot).
 minilm-qa           BertForQuestionAnswering, real backbone + trained head committed in
                     tests/fixtures/minilm_qa_head.safetensors (see scripts/train_test_qa_head.py).
 tiny-roberta        RobertaForSequenceClassification, 2 labels, byte-level BPE tokenizer.
@@ -45,7 +47,7 @@ SEED = 1234
 TINY_MAX_LEN = 128
 TINY_VOCAB = 2000
 
-MINILM_MODELS = ("minilm-classifier", "minilm-reranker", "minilm-qa")
+MINILM_MODELS = ("minilm-classifier", "minilm-reranker", "minilm-qa", "minilm-multilabel", "minilm-nli")
 TINY_MODELS = (
     "tiny-roberta",
     "tiny-xlm-roberta",
@@ -59,6 +61,14 @@ MODEL_NAMES = MINILM_MODELS + TINY_MODELS
 SENTIMENT3 = {0: "negative", 1: "neutral", 2: "positive"}
 SENTIMENT2 = {0: "NEGATIVE", 1: "POSITIVE"}
 NLI3 = {0: "entailment", 1: "neutral", 2: "contradiction"}
+TOPICS4 = {0: "sports", 1: "finance", 2: "science", 3: "politics"}
+#: MiniLM classification heads: labels, problem type and the seed of the head's weights.
+MINILM_HEADS = {
+    "minilm-classifier": (SENTIMENT3, None, 0),
+    "minilm-reranker": ({0: "LABEL_0"}, None, 1),
+    "minilm-multilabel": (TOPICS4, "multi_label_classification", 2),
+    "minilm-nli": (NLI3, "single_label_classification", 3),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,11 +177,8 @@ def _build_minilm(name: str, tmp: Path) -> None:
         config.update(architectures=["BertForQuestionAnswering"])
     else:
         state = {f"bert.{k}": v for k, v in backbone.items()}
-        if name == "minilm-classifier":
-            id2label = SENTIMENT3
-        else:
-            id2label = {0: "LABEL_0"}
-        torch.manual_seed(SEED + (1 if name == "minilm-reranker" else 0))
+        id2label, problem_type, head_seed = MINILM_HEADS[name]
+        torch.manual_seed(SEED + head_seed)
         lin = torch.nn.Linear(config["hidden_size"], len(id2label))
         state["classifier.weight"] = lin.weight.detach().clone().contiguous()
         state["classifier.bias"] = lin.bias.detach().clone().contiguous()
@@ -182,6 +189,8 @@ def _build_minilm(name: str, tmp: Path) -> None:
         )
         if name == "minilm-reranker":
             config["problem_type"] = None
+        elif problem_type is not None:
+            config["problem_type"] = problem_type
     config["torch_dtype"] = "float32"
     _write_json(tmp / "config.json", config)
     _save_weights(tmp, state)

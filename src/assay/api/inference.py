@@ -1,12 +1,13 @@
-"""The inference app (port 3000): /classify, /healthz and /status, as Takeoff serves them."""
+"""The inference app (port 3000): /classify, /healthz and /status as Takeoff serves them; /rerank, /zero_shot."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request
 
 from assay import __version__
 from assay.api.errors import install_error_handlers
 from assay.api.middleware import ServerMiddleware
+from assay.api.rerank import rerank_router
 from assay.api.responses import JSONResponse
 from assay.api.schemas import (
     ERROR_RESPONSES,
@@ -16,41 +17,9 @@ from assay.api.schemas import (
     json_body,
     parse_body,
 )
+from assay.api.scoring import request_timeout, score
 from assay.api.state import ServerState
-from assay.errors import InvalidInput, TooLarge
-from assay.models.adapter import InputKind, Inputs
-
-TRUNCATED_HEADER = "X-Assay-Truncated"
-
-
-def enforce_limits(inputs: Inputs, state: ServerState) -> None:
-    """Texts per request and bytes per text, each a 413 naming its limit."""
-    config = state.config
-    if len(inputs.items) > config.max_user_batch_size:
-        raise TooLarge(
-            f"the request holds {len(inputs.items)} inputs; the limit is {config.max_user_batch_size} "
-            "(TAKEOFF_MAX_USER_BATCH_SIZE)"
-        )
-    limit = config.max_prompt_string_bytes
-    for i, item in enumerate(inputs.items):
-        for part in item if inputs.kind is InputKind.PAIRS else (item,):
-            # Cheap bound first: a str of n characters has at most 4n UTF-8 bytes.
-            if len(part) * 4 > limit and len(part.encode("utf-8", "surrogatepass")) > limit:
-                raise TooLarge(
-                    f"text[{i}] is over {limit} bytes (TAKEOFF_MAX_PROMPT_STRING_BYTES)"
-                )
-
-
-def parse_timeout(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise InvalidInput(f"X-Request-Timeout must be a number of seconds, got '{value}'") from None
-    if not seconds > 0:
-        raise InvalidInput("X-Request-Timeout must be positive")
-    return seconds
+from assay.api.zero_shot import zero_shot_router
 
 
 def create_inference_app(state: ServerState) -> FastAPI:
@@ -70,22 +39,13 @@ def create_inference_app(state: ServerState) -> FastAPI:
         summary="Score texts or pairs, or answer questions",
         openapi_extra=json_body(ClassifyRequest),
     )
-    async def classify(
-        request: Request,
-        x_request_timeout: str | None = Header(
-            None, description="Seconds after which queued work is dropped and the request fails with 504."
-        ),
-    ) -> JSONResponse:
+    async def classify(request: Request, timeout: float | None = Depends(request_timeout)) -> JSONResponse:
         """Raw logits per input for classification and reranking models; one answer span per
-        [question, context] pair for question answering models."""
+        [question, context] pair for question answering models. Opt in to label names with probabilities
+        (``return: labels``, classification) or to scored answer lists (``qa``, question answering): a field
+        that does not fit the group's model is a 422."""
         body = parse_body(await request.body(), ClassifyRequest)
-        inputs = body.inputs()
-        enforce_limits(inputs, state)
-        group = registry.group(body.group)
-        scored = await group.score(inputs, timeout=parse_timeout(x_request_timeout))
-        headers = {}
-        if scored.truncated:
-            headers[TRUNCATED_HEADER] = ",".join(str(i) for i in scored.truncated)
+        scored, headers = await score(state, body.group, body.inputs(), timeout)
         result = scored.results if body.is_batch else scored.results[0]
         return JSONResponse({"result": result}, headers=headers)
 
@@ -105,5 +65,7 @@ def create_inference_app(state: ServerState) -> FastAPI:
         """Takeoff's status: ``live_readers`` keyed by reader id (what deployment probes read)."""
         return JSONResponse(registry.status())
 
+    app.include_router(rerank_router(state))
+    app.include_router(zero_shot_router(state))
     app.add_middleware(ServerMiddleware, state=state, app_name="inference", limit_body=True)
     return app

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi.responses import Response
+from fastapi import responses
 
 
-class JSONResponse(Response):
-    """application/json rendered by orjson."""
+class JSONResponse(responses.JSONResponse):
+    """application/json rendered by orjson (a JSONResponse, so that OpenAPI publishes each route's response model)."""
 
     media_type = "application/json"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import (
@@ -17,6 +17,8 @@ from pydantic import (
 from assay.config import DEFAULT_CONSUMER_GROUP, describe_validation_error
 from assay.errors import InvalidInput, MalformedBody
 from assay.models.adapter import InputKind, Inputs
+from assay.models.labels import LabelOptions
+from assay.models.question_answering import QAOptions
 
 BodyModel = TypeVar("BodyModel", bound=BaseModel)
 
@@ -55,8 +57,21 @@ def check_text(value: Any) -> Any:
     return value
 
 
+class QAOptionsBody(BaseModel):
+    """Options of the transformers question-answering pipeline, with its defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(1, ge=1, description="Answers per pair, best first (fewer when the context has fewer).")
+    max_answer_len: int = Field(15, ge=1, description="Longest answer, in tokens.")
+    handle_impossible_answer: bool = Field(
+        False, description="Allow the empty answer (start = end = 0) when the model's null score beats every span."
+    )
+    align_to_words: bool = Field(True, description="Widen token spans to whole words.")
+
+
 class ClassifyRequest(BaseModel):
-    """Takeoff's /classify body."""
+    """Takeoff's /classify body, plus two opt-in fields: ``return`` (labels) and ``qa`` (answer options)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -64,6 +79,9 @@ class ClassifyRequest(BaseModel):
             "examples": [
                 {"text": "I love this!", "consumer_group": "primary"},
                 {"text": [["What colour is the dog?", "The puppy is light blue."]], "consumer_group": "primary"},
+                {"text": ["I love this!", "meh"], "consumer_group": "primary", "return": "labels", "top_k": 2},
+                {"text": [["where is TitanML based?", "TitanML is a london-based AI startup"]],
+                 "consumer_group": "qa", "qa": {"top_k": 3}},
             ]
         },
     )
@@ -74,6 +92,22 @@ class ClassifyRequest(BaseModel):
     )
     consumer_group: str | None = Field(
         DEFAULT_CONSUMER_GROUP, description="The consumer group to serve the request; empty or absent means primary."
+    )
+    return_: Literal["raw", "labels"] = Field(
+        "raw",
+        alias="return",
+        description="'raw' (Takeoff's answer): a row of raw logits per input, or one answer string per QA pair. "
+        "'labels': per input a list of {label, score}, label names from the model's id2label, best first; scores "
+        "are a softmax across labels, or a sigmoid per label for multi-label models "
+        "(problem_type multi_label_classification) and one-logit models. Classification models only.",
+    )
+    top_k: int | None = Field(
+        None, ge=1, description="With return 'labels': keep the k best labels per input (absent: all labels)."
+    )
+    qa: QAOptionsBody | None = Field(
+        None,
+        description="Question answering models only: with this object, each pair gets a list of "
+        "{answer, score, start, end} (character offsets in the context) instead of one answer string.",
     )
 
     @field_validator("text", mode="wrap")
@@ -86,23 +120,53 @@ class ClassifyRequest(BaseModel):
     def group(self) -> str:
         return self.consumer_group or DEFAULT_CONSUMER_GROUP
 
+    def options(self) -> LabelOptions | QAOptions | None:
+        """The task options the body asks for; None keeps Takeoff's raw results."""
+        if self.qa is not None and self.return_ == "labels":
+            raise InvalidInput("'qa' options are for question answering models and 'return: labels' for "
+                               "classification models; send one of them")
+        if self.top_k is not None and self.return_ != "labels":
+            raise InvalidInput("top_k applies with \"return\": \"labels\" (for answers per QA pair use qa.top_k)")
+        if self.qa is not None:
+            return QAOptions(**self.qa.model_dump())
+        if self.return_ == "labels":
+            return LabelOptions(top_k=self.top_k)
+        return None
+
     def inputs(self) -> Inputs:
+        options = self.options()
         if isinstance(self.text, str):
-            return Inputs(kind=InputKind.SINGLE, items=[self.text])
+            return Inputs(kind=InputKind.SINGLE, items=[self.text], options=options)
         if isinstance(self.text[0], list):
-            return Inputs(kind=InputKind.PAIRS, items=[(a, b) for a, b in self.text])  # type: ignore[misc]
-        return Inputs(kind=InputKind.SINGLE, items=list(self.text))
+            return Inputs(kind=InputKind.PAIRS, items=[(a, b) for a, b in self.text], options=options)  # type: ignore[misc]
+        return Inputs(kind=InputKind.SINGLE, items=list(self.text), options=options)
 
     @property
     def is_batch(self) -> bool:
         return not isinstance(self.text, str)
 
 
-class ClassifyResponse(BaseModel):
-    """Raw logits per input (classification, reranking, NLI) or one answer string per pair (QA)."""
+class LabelScore(BaseModel):
+    label: str = Field(description="The label's name from the model's id2label.")
+    score: float = Field(description="Its probability: softmax across labels, or sigmoid for multi-label models.")
 
-    result: list[float] | list[list[float]] | list[str] = Field(
-        description="For a single string: that input's row of logits. For a list: one row (or QA answer) per input."
+
+class QAAnswer(BaseModel):
+    answer: str = Field(description="The answer, a span of the context; empty for the impossible answer.")
+    score: float = Field(description="Probability of the span, as the transformers pipeline computes it.")
+    start: int = Field(description="Character offset of the answer's start in the context.")
+    end: int = Field(description="Character offset just past the answer's end.")
+
+
+class ClassifyResponse(BaseModel):
+    """Raw logits per input (classification, reranking, NLI) or one answer string per pair (QA) by default;
+    labels with probabilities with ``return: labels``; answer lists with ``qa``."""
+
+    result: (
+        list[float] | list[list[float]] | list[str] | list[LabelScore] | list[list[LabelScore]] | list[list[QAAnswer]]
+    ) = Field(
+        description="For a single string: that input's row of logits (or its labels). For a list: one row, "
+        "label list, answer string or answer list per input, in input order."
     )
 
 
@@ -151,6 +215,22 @@ def parse_body(raw: bytes, model: type[BodyModel]) -> BodyModel:
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` for a route that parses its own body with ``parse_body``."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    """OpenAPI ``requestBody`` for a route that parses its own body with ``parse_body``.
+
+    Nested models are inlined: openapi_extra cannot add to ``components``, so a ``$ref`` there would dangle.
+    """
+    schema = model.model_json_schema()
+    schema = _inline(schema, schema.pop("$defs", {}))
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _inline(node: Any, definitions: dict[str, Any]) -> Any:
+    """Replace every ``{"$ref": "#/$defs/Name"}`` by the definition itself (request models are not recursive)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(definitions[ref.removeprefix("#/$defs/")], definitions)
+        return {key: _inline(value, definitions) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline(item, definitions) for item in node]
+    return node

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
+
+T = TypeVar("T")
 
 
 class InputKind(str, Enum):
@@ -111,3 +113,11 @@ def model_inputs(batch: PaddedBatch) -> dict[str, torch.Tensor]:
     if batch.token_type_ids is not None:
         kwargs["token_type_ids"] = batch.token_type_ids
     return kwargs
+
+
+def features_by_input(owner: list[int], outputs: list[T], count: int) -> list[list[T]]:
+    """Outputs regrouped per input, in feature order (several features per input: windows, chunks, labels)."""
+    grouped: list[list[T]] = [[] for _ in range(count)]
+    for output, index in zip(outputs, owner, strict=True):
+        grouped[index].append(output)
+    return grouped

@@ -8,13 +8,13 @@ scored; the span search, scoring and merging follow the ``transformers`` 4.x que
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from assay.errors import InvalidInput
-from assay.models.adapter import Features, InputKind, Inputs, PaddedBatch, model_inputs
+from assay.models.adapter import Features, InputKind, Inputs, PaddedBatch, features_by_input, model_inputs
 from assay.models.loading import LoadedModel
 
 #: The pipeline's default window: min(model max length, 384) tokens.
@@ -25,6 +25,8 @@ DEFAULT_MAX_SEQ_LEN = 384
 class QAOptions:
     """The pipeline's postprocessing options, with its defaults."""
 
+    #: What these options ask for, in words (for the error a task that cannot do it raises).
+    purpose: ClassVar[str] = "answer questions (qa options)"
     #: How many answers per pair.
     top_k: int = 1
     #: Longest answer, in tokens.
@@ -60,6 +62,10 @@ class QuestionAnsweringAdapter:
         self.question_first = self.tokenizer.padding_side == "right"
 
     def check(self, inputs: Inputs) -> None:
+        if inputs.options is not None and not isinstance(inputs.options, QAOptions):
+            raise InvalidInput(
+                f"this consumer group serves a question answering model, which cannot {inputs.options.purpose}"
+            )
         if inputs.kind is not InputKind.PAIRS:
             raise InvalidInput(
                 "this consumer group serves a question answering model: send text as a list of "
@@ -113,15 +119,11 @@ class QuestionAnsweringAdapter:
 
     def decode(self, inputs: Inputs, features: Features, outputs: list[np.ndarray]) -> list[Any]:
         options: QAOptions = inputs.options or QAOptions()
-        per_input: list[list[int]] = [[] for _ in inputs.items]
-        for feature, owner in enumerate(features.owner):
-            per_input[owner].append(feature)
+        windows = features_by_input(features.owner, list(zip(outputs, features.state, strict=True)),
+                                    len(inputs.items))
         results = []
-        for i, feature_ids in enumerate(per_input):
-            context = inputs.items[i][1]
-            answers = best_answers(
-                [(outputs[f], features.state[f]) for f in feature_ids], context, options, self.question_first
-            )
+        for (_, context), scored_windows in zip(inputs.items, windows, strict=True):
+            answers = best_answers(scored_windows, context, options, self.question_first)
             if inputs.options is None:
                 results.append(answers[0]["answer"] if answers else "")
             else:
