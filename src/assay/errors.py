@@ -68,6 +68,13 @@ class NotReady(AssayError):
     type = "not_ready"
 
 
+class ClientDisconnected(AssayError):
+    """The client went away while its request waited: its queued work was dropped (status for logs and metrics)."""
+
+    status = 499
+    type = "client_disconnected"
+
+
 class Unauthorized(AssayError):
     """A management call without the configured bearer token."""
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import FastAPI, Header, Request
 
 from assay import __version__
+from assay.api.disconnect import until_disconnected
 from assay.api.errors import install_error_handlers
 from assay.api.middleware import ServerMiddleware
 from assay.api.responses import JSONResponse
@@ -42,14 +45,15 @@ def enforce_limits(inputs: Inputs, state: ServerState) -> None:
 
 
 def parse_timeout(value: str | None) -> float | None:
+    """X-Request-Timeout in seconds: a positive, finite number (nan or inf would never fire)."""
     if value is None:
         return None
     try:
         seconds = float(value)
     except ValueError:
         raise InvalidInput(f"X-Request-Timeout must be a number of seconds, got '{value}'") from None
-    if not seconds > 0:
-        raise InvalidInput("X-Request-Timeout must be positive")
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise InvalidInput("X-Request-Timeout must be a positive, finite number of seconds")
     return seconds
 
 
@@ -82,7 +86,7 @@ def create_inference_app(state: ServerState) -> FastAPI:
         inputs = body.inputs()
         enforce_limits(inputs, state)
         group = registry.group(body.group)
-        scored = await group.score(inputs, timeout=parse_timeout(x_request_timeout))
+        scored = await until_disconnected(request, group.score(inputs, timeout=parse_timeout(x_request_timeout)))
         headers = {}
         if scored.truncated:
             headers[TRUNCATED_HEADER] = ",".join(str(i) for i in scored.truncated)
