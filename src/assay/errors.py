@@ -75,13 +75,6 @@ class ClientDisconnected(AssayError):
     type = "client_disconnected"
 
 
-class Unauthorized(AssayError):
-    """A management call without the configured bearer token."""
-
-    status = 401
-    type = "unauthorized"
-
-
 class ModelLoadError(AssayError):
     """A model path or id that cannot be loaded or has no supported head."""
 
