@@ -60,10 +60,14 @@ def start_server(
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
     timeout: float = 180,
+    launcher: list[str] | None = None,
 ) -> RunningServer:
-    """Start ``assay serve`` (with a manifest when ``readers`` is given) and wait for /healthz."""
+    """Start ``assay serve`` (with a manifest when ``readers`` is given) and wait for /healthz.
+
+    ``launcher`` replaces ``-m assay.cli`` (tests/faulty_server.py injects faults into a real server).
+    """
     port, management_port = free_port(), free_port()
-    command = [sys.executable, "-m", "assay.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+    command = [sys.executable, *(launcher or ["-m", "assay.cli"]), "serve", "--host", "127.0.0.1", "--port", str(port),
                "--management-port", str(management_port), *(args or [])]
     if readers is not None:
         manifest = tmp / f"manifest-{port}.yaml"

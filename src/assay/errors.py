@@ -68,11 +68,11 @@ class NotReady(AssayError):
     type = "not_ready"
 
 
-class Unauthorized(AssayError):
-    """A management call without the configured bearer token."""
+class ClientDisconnected(AssayError):
+    """The client went away while its request waited: its queued work was dropped (status for logs and metrics)."""
 
-    status = 401
-    type = "unauthorized"
+    status = 499
+    type = "client_disconnected"
 
 
 class ModelLoadError(AssayError):

@@ -45,7 +45,7 @@ def create_inference_app(state: ServerState) -> FastAPI:
         (``return: labels``, classification) or to scored answer lists (``qa``, question answering): a field
         that does not fit the group's model is a 422."""
         body = parse_body(await request.body(), ClassifyRequest)
-        scored, headers = await score(state, body.group, body.inputs(), timeout)
+        scored, headers = await score(request, state, body.group, body.inputs(), timeout)
         result = scored.results if body.is_batch else scored.results[0]
         return JSONResponse({"result": result}, headers=headers)
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 from pathlib import Path
 from typing import Any
 
-from fastapi import Body, Depends, FastAPI, Request
+from fastapi import Body, FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -18,7 +17,7 @@ from assay.api.responses import JSONResponse
 from assay.api.schemas import ERROR_RESPONSES
 from assay.api.state import ServerState
 from assay.config import ReaderConfig
-from assay.errors import InvalidInput, Unauthorized
+from assay.errors import InvalidInput
 
 
 def check_model_root(model_name: str, roots: list[str]) -> None:
@@ -36,22 +35,11 @@ def check_model_root(model_name: str, roots: list[str]) -> None:
 def create_management_app(state: ServerState) -> FastAPI:
     registry = state.registry
 
-    async def require_token(request: Request) -> None:
-        token = state.config.management_token
-        if not token:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-            raise Unauthorized("this management API needs 'Authorization: Bearer <TAKEOFF_MANAGEMENT_TOKEN>'",
-                               headers={"WWW-Authenticate": "Bearer"})
-
     app = FastAPI(
         title="Assay management API",
         version=__version__,
         description="Readers and consumer groups: list, add, remove; status and Prometheus metrics.",
         default_response_class=JSONResponse,
-        dependencies=[Depends(require_token)],
         responses={401: {"description": "Missing or wrong bearer token (when TAKEOFF_MANAGEMENT_TOKEN is set)."}},
     )
     install_error_handlers(app)
@@ -98,5 +86,5 @@ def create_management_app(state: ServerState) -> FastAPI:
             return Response("metrics are disabled\n", status_code=404, media_type="text/plain")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(ServerMiddleware, state=state, app_name="management", limit_body=True)
+    app.add_middleware(ServerMiddleware, state=state, app_name="management", limit_body=True, require_token=True)
     return app

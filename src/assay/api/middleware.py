@@ -1,7 +1,9 @@
-"""ASGI middleware: request ids, metrics, draining on shutdown, and the body size limit enforced while reading."""
+"""ASGI middleware: request ids, metrics, draining on shutdown, the management bearer token, and the body size
+limit enforced while reading."""
 
 from __future__ import annotations
 
+import hmac
 import time
 import uuid
 
@@ -32,14 +34,24 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body exceeds the limit of {limit} bytes")
 
 
-class ServerMiddleware:
-    """Wraps an app: counts and times requests, refuses new work while draining, caps the body size."""
+def token_matches(authorization: bytes | None, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time so the token cannot be guessed byte by byte."""
+    scheme, _, given = (authorization or b"").partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(given, token.encode())
 
-    def __init__(self, app: ASGIApp, state: ServerState, app_name: str, limit_body: bool) -> None:
+
+class ServerMiddleware:
+    """Wraps an app: counts and times requests, refuses new work while draining, checks the bearer token, caps
+    the body size."""
+
+    def __init__(self, app: ASGIApp, state: ServerState, app_name: str, limit_body: bool,
+                 require_token: bool = False) -> None:
         self.app = app
         self.state = state
         self.app_name = app_name
         self.limit_body = limit_body
+        #: Check TAKEOFF_MANAGEMENT_TOKEN (when set) on every call, the OpenAPI schema and docs included.
+        self.require_token = require_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,6 +77,12 @@ class ServerMiddleware:
             if self.app_name == "inference" and not self.state.accepting and path not in _ALWAYS_ANSWERED:
                 await _send_error(send_tracked, 503, "shutting_down", "the server is shutting down", rid,
                                   {"Connection": "close"})
+                return
+            token = self.state.config.management_token
+            if self.require_token and token and not token_matches(headers.get(b"authorization"), token):
+                await _send_error(send_tracked, 401, "unauthorized",
+                                  "this management API needs 'Authorization: Bearer <TAKEOFF_MANAGEMENT_TOKEN>'", rid,
+                                  {"WWW-Authenticate": "Bearer"})
                 return
             limit = self.state.config.body_size_limit_bytes
             if self.limit_body:

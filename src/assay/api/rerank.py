@@ -171,7 +171,7 @@ def rerank_router(state: ServerState) -> APIRouter:
             items=[(body.query, doc) for doc in body.document_texts()],
             options=RerankOptions(raw_scores=body.raw_scores, chunked=body.chunking),
         )
-        scored, headers = await score(state, body.group, inputs, timeout)
+        scored, headers = await score(request, state, body.group, inputs, timeout)
         if scored.truncated and not truncate:
             raise TooLarge(
                 f"documents {', '.join(str(i) for i in scored.truncated)} are longer than the model's maximum "

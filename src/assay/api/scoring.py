@@ -4,8 +4,11 @@ naming truncated inputs. /classify, /rerank and /zero_shot differ only in how th
 
 from __future__ import annotations
 
-from fastapi import Header
+import math
 
+from fastapi import Header, Request
+
+from assay.api.disconnect import until_disconnected
 from assay.api.state import ServerState
 from assay.engine.group import Scored
 from assay.errors import InvalidInput, TooLarge
@@ -37,14 +40,15 @@ def enforce_limits(inputs: Inputs, state: ServerState, sequences: int | None = N
 
 
 def parse_timeout(value: str | None) -> float | None:
+    """X-Request-Timeout in seconds: a positive, finite number (nan or inf would never fire)."""
     if value is None:
         return None
     try:
         seconds = float(value)
     except ValueError:
         raise InvalidInput(f"X-Request-Timeout must be a number of seconds, got '{value}'") from None
-    if not seconds > 0:
-        raise InvalidInput("X-Request-Timeout must be positive")
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise InvalidInput("X-Request-Timeout must be a positive, finite number of seconds")
     return seconds
 
 
@@ -58,10 +62,20 @@ async def request_timeout(
 
 
 async def score(
-    state: ServerState, group: str, inputs: Inputs, timeout: float | None, *, sequences: int | None = None
+    request: Request,
+    state: ServerState,
+    group: str,
+    inputs: Inputs,
+    timeout: float | None,
+    *,
+    sequences: int | None = None,
 ) -> tuple[Scored, dict[str, str]]:
-    """Results of ``inputs`` from the named group, with the response headers they call for."""
+    """Results of ``inputs`` from the named group, with the response headers they call for.
+
+    The work is cancelled (its queued items dropped) if the client disconnects before it is done.
+    """
     enforce_limits(inputs, state, sequences)
-    scored = await state.registry.group(group).score(inputs, timeout=timeout)
+    work = state.registry.group(group).score(inputs, timeout=timeout)
+    scored = await until_disconnected(request, work)
     headers = {TRUNCATED_HEADER: ",".join(str(i) for i in scored.truncated)} if scored.truncated else {}
     return scored, headers

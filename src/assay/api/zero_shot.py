@@ -121,7 +121,7 @@ def zero_shot_router(state: ServerState) -> APIRouter:
         body = parse_body(await request.body(), ZeroShotRequest)
         inputs = body.inputs()
         sequences = len(inputs.items) * len(body.candidate_labels)
-        scored, headers = await score(state, body.group, inputs, timeout, sequences=sequences)
+        scored, headers = await score(request, state, body.group, inputs, timeout, sequences=sequences)
         result: Any = scored.results[0] if isinstance(body.text, str) else scored.results
         return JSONResponse({"result": result}, headers=headers)
 

@@ -12,7 +12,7 @@ from typing import Any
 from assay import metrics
 from assay.engine.queue import TokenBudgetQueue
 from assay.engine.reader import Reader, ReaderStatus
-from assay.engine.work import ReaderGone, Ticket, WorkItem
+from assay.engine.work import DeadlineExceeded, ReaderGone, Ticket, WorkItem
 from assay.errors import NotReady
 from assay.models.adapter import Inputs, TaskAdapter
 
@@ -74,8 +74,10 @@ class ConsumerGroup:
         ]
         self.queue.put(items)
         metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
+        # The last reader may have gone while this request was encoding: then nobody would ever take its items.
+        self.reader_changed()
         try:
-            outputs = await ticket.future
+            outputs = await self._wait(ticket)
         except asyncio.CancelledError:
             ticket.cancelled = True  # the queue drops its items before they reach the model
             raise
@@ -83,6 +85,17 @@ class ConsumerGroup:
             metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
         results = await loop.run_in_executor(self._executor, adapter.decode, inputs, features, outputs)
         return Scored(results=results, truncated=features.truncated)
+
+    @staticmethod
+    async def _wait(ticket: Ticket) -> list[Any]:
+        """The ticket's outputs; at its deadline the request fails at once rather than when a reader next looks."""
+        if ticket.deadline is None:
+            return await ticket.future
+        try:
+            return await asyncio.wait_for(ticket.future, max(0.0, ticket.deadline - time.monotonic()))
+        except TimeoutError:
+            ticket.cancelled = True
+            raise DeadlineExceeded("the request's deadline (X-Request-Timeout) passed before it was served") from None
 
     def reader_changed(self) -> None:
         """Called from reader threads: when no reader is left to take work, fail what waits."""

@@ -16,7 +16,7 @@ from assay import metrics
 from assay.allocator import HeapTrimmer
 from assay.config import ReaderConfig
 from assay.engine.queue import BatchPolicy
-from assay.engine.work import Ticket, WorkItem
+from assay.engine.work import ReaderGone, Ticket, WorkItem
 from assay.errors import AssayError
 from assay.models.adapter import TaskAdapter, pad_batch
 
@@ -127,17 +127,24 @@ class Reader:
             log.info("reader %s ready in group '%s'", self.reader_id, self.group.name)
         self.loaded.set()
         self.group.reader_changed()
+        batch: list[WorkItem] = []
         try:
             while not self._stop.is_set():
                 batch = self.group.queue.take(self.policy, self._stop)
                 if batch:
                     self._run_batch(batch)
                     self._trimmer.after_batch(queue_empty=len(self.group.queue) == 0)
-        except BaseException as exc:  # the thread is ending abnormally: report it dead, requeue nothing lost
+                batch = []
+        except BaseException as exc:  # the thread is ending abnormally: report it dead, lose nothing silently
             self.error = f"{type(exc).__name__}: {exc}"
             self.status = ReaderStatus.DEAD
             log.exception("reader %s died", self.reader_id)
             self.adapter = None
+            # The batch in hand cannot be retried safely (it may be what killed the reader): fail it. What is
+            # still queued stays in the group's shared queue for the other readers, or fails in reader_changed.
+            error = ReaderGone(f"reader '{self.reader_id}' died while running the batch holding this request")
+            for ticket in {id(item.ticket): item.ticket for item in batch}.values():
+                ticket.fail(error)
             self.group.reader_changed()
             return
         self.status = ReaderStatus.STOPPED
