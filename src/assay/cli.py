@@ -66,13 +66,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a Takeoff manifest (YAML) with server_config and readers_config (env TAKEOFF_CONFIG_FILE)")
     serve.add_argument("--log-level", default=os.environ.get("ASSAY_LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"], help="log level (default: info)")
+    commands.add_parser("models", help="list the built-in models", description="List the built-in models "
+                        "(served by `assay serve` with no model configured, or by name: --model builtin:NAME).")
     return parser
+
+
+def models_command() -> int:
+    from assay import builtin
+
+    groups = {model: group for group, model in builtin.DEFAULT_GROUPS.items()}
+    for name, entry in builtin.catalog().items():
+        figures = ", ".join(f"{k} {v}" for k, v in entry.metrics.items() if isinstance(v, int | float))
+        print(f"{builtin.PREFIX}{name}  task {entry.task}; default group '{groups.get(name, '-')}'")
+        print(f"    {entry.description}")
+        if figures:
+            print(f"    held-out: {figures}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve_command(args)
+    if args.command == "models":
+        return models_command()
     return 2
 
 
@@ -91,8 +108,8 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     if not config.readers:
         print(
-            "assay: no model configured. Name one with --model (or TAKEOFF_MODEL_NAME), e.g. "
-            "`assay serve --model /path/to/model`, or give a manifest with --config (TAKEOFF_CONFIG_FILE).",
+            "assay: the manifest defines no readers. Add readers_config to it, or name a model with --model (or "
+            "TAKEOFF_MODEL_NAME), e.g. `assay serve --model /path/to/model`.",
             file=sys.stderr,
         )
         return 2

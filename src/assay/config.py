@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from assay import builtin
 from assay.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,8 @@ def build_config(
         merged = {**env_reader, **reader_flags}
         if "model_name" in merged:
             readers.append(ReaderConfig.from_mapping(merged, where="reader settings"))
+        elif not manifest_path:
+            readers = builtin_readers(merged)
 
     seen: set[str] = set()
     for i, reader in enumerate(readers):
@@ -234,6 +237,19 @@ def build_config(
             raise ConfigError(f"reader id '{reader.reader_id}' is defined twice")
         seen.add(reader.reader_id)
     return AssayConfig(server=server, readers=readers)
+
+
+def builtin_readers(settings: Mapping[str, Any]) -> list[ReaderConfig]:
+    """With no model configured: one reader per built-in group; batching settings given apply to each."""
+    for field in ("consumer_group", "reader_id"):
+        if field in settings:
+            raise ConfigError(f"{READER_ENV[field]} (or its flag) names one reader, but no model is configured: "
+                              "name the model with --model or TAKEOFF_MODEL_NAME")
+    return [
+        ReaderConfig.from_mapping({**settings, "model_name": f"{builtin.PREFIX}{model}", "consumer_group": group,
+                                   "reader_id": group}, where=f"built-in group {group}")
+        for group, model in builtin.DEFAULT_GROUPS.items()
+    ]
 
 
 def new_reader_id() -> str:

@@ -23,6 +23,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from assay import builtin
 from assay.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -96,12 +97,16 @@ def detect_task(config: PretrainedConfig, name: str) -> Task:
 def load_model(
     name: str, *, device: str = "cpu", dtype: str = "auto", max_sequence_length: int | None = None
 ) -> LoadedModel:
-    """Load tokenizer, config and model; raise ModelLoadError with a clear message on any failure."""
+    """Load tokenizer, config and model; raise ModelLoadError with a clear message on any failure.
+
+    ``name`` is a local folder, a hub id, or ``builtin:NAME`` (assembled into the cache on first use).
+    """
+    source = builtin.resolve(name)
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"model '{name}' asks for device 'cuda', but no CUDA device is available")
     torch_device = torch.device(device)
     try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"cannot load model '{name}': {_first_line(exc)}") from None
     task = detect_task(config, name)
@@ -110,8 +115,8 @@ def load_model(
         AutoModelForSequenceClassification if task is Task.CLASSIFICATION else AutoModelForQuestionAnswering
     )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False, use_fast=True)
-        model = auto_class.from_pretrained(name, config=config, trust_remote_code=False, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, use_fast=True)
+        model = auto_class.from_pretrained(source, config=config, trust_remote_code=False, dtype=torch_dtype)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"cannot load model '{name}': {_first_line(exc)}") from None
     if not tokenizer.is_fast:

@@ -1,0 +1,1 @@
+"""Scripts that train Assay's built-in models (see training/README.md)."""
