@@ -61,10 +61,12 @@ def start_server(
     wait_ready: bool = True,
     timeout: float = 180,
     launcher: list[str] | None = None,
+    cwd: Path | None = None,
 ) -> RunningServer:
     """Start ``assay serve`` (with a manifest when ``readers`` is given) and wait for /healthz.
 
-    ``launcher`` replaces ``-m assay.cli`` (tests/faulty_server.py injects faults into a real server).
+    ``launcher`` replaces ``-m assay.cli`` (tests/faulty_server.py injects faults into a real server); ``cwd`` is
+    where relative model folders are found.
     """
     port, management_port = free_port(), free_port()
     command = [sys.executable, *(launcher or ["-m", "assay.cli"]), "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -76,7 +78,7 @@ def start_server(
     log_path = tmp / f"server-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TAKEOFF_")}
     full_env.update(env or {})
-    process = subprocess.Popen(command, stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=full_env)
+    process = subprocess.Popen(command, stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
     server = RunningServer(process, port, management_port, log_path)
     if wait_ready:
         wait_healthy(server, timeout)

@@ -7,7 +7,7 @@ import re
 
 import httpx
 
-INFERENCE_ROUTES = {"/classify", "/rerank", "/v1/rerank", "/v2/rerank", "/zero_shot", "/healthz", "/status"}
+INFERENCE_ROUTES = {"/classify", "/rerank", "/v1/rerank", "/v2/rerank", "/zero_shot", "/healthz", "/status", "/groups"}
 
 
 def refs_resolve(spec: dict) -> list[str]:
@@ -32,6 +32,12 @@ def test_inference_openapi_documents_every_route_and_field(server):
     assert classify["properties"]["qa"]["anyOf"][0]["properties"]["top_k"]["minimum"] == 1
     zero_shot = spec["paths"]["/zero_shot"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert zero_shot["properties"]["hypothesis_template"]["default"] == "This example is {}."
+    groups = spec["paths"]["/groups"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert groups == {"$ref": "#/components/schemas/GroupsResponse"}
+    fields = spec["components"]["schemas"]["GroupInfo"]["properties"]
+    assert {"name", "model_name", "task", "dtype", "status", "labels", "reranker", "zero_shot"} <= set(fields)
+    assert all(field.get("description") for field in fields.values())
+    assert not {"/", "/playground"} & set(spec["paths"])  # the playground page is not API
     assert httpx.get(server.url + "/docs").status_code == 200
 
 

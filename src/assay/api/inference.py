@@ -1,4 +1,5 @@
-"""The inference app (port 3000): /classify, /healthz and /status as Takeoff serves them; /rerank, /zero_shot."""
+"""The inference app (port 3000): /classify, /healthz and /status as Takeoff serves them; /rerank, /zero_shot;
+/groups and the browser playground at /."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from fastapi import Depends, FastAPI, Request
 
 from assay import __version__
 from assay.api.errors import install_error_handlers
+from assay.api.groups import groups_router
 from assay.api.middleware import ServerMiddleware
+from assay.api.playground import playground_router
 from assay.api.rerank import rerank_router
 from assay.api.responses import JSONResponse
 from assay.api.schemas import (
@@ -67,5 +70,7 @@ def create_inference_app(state: ServerState) -> FastAPI:
 
     app.include_router(rerank_router(state))
     app.include_router(zero_shot_router(state))
+    app.include_router(groups_router(state))
+    app.include_router(playground_router())
     app.add_middleware(ServerMiddleware, state=state, app_name="inference", limit_body=True)
     return app

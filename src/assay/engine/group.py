@@ -14,7 +14,7 @@ from assay.engine.queue import TokenBudgetQueue
 from assay.engine.reader import Reader, ReaderStatus
 from assay.engine.work import DeadlineExceeded, ReaderGone, Ticket, WorkItem
 from assay.errors import NotReady
-from assay.models.adapter import Inputs, TaskAdapter
+from assay.models.adapter import Capabilities, Inputs, TaskAdapter
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,39 @@ class Scored:
     results: list[Any]
     #: Indices of inputs cut to the maximum sequence length.
     truncated: list[int]
+
+
+#: A group's status is its most serving reader's: one ready reader makes the group ready.
+_STATUS_ORDER = (
+    ReaderStatus.READY, ReaderStatus.LOADING, ReaderStatus.STOPPING, ReaderStatus.DEAD, ReaderStatus.FAILED,
+    ReaderStatus.STOPPED,
+)
+
+
+@dataclass
+class GroupSummary:
+    """A consumer group as a client sees it: which model, doing what, how it is doing; no reader to manage."""
+
+    #: The group's name, what requests send as consumer_group.
+    name: str
+    #: The model every reader of the group serves.
+    model_name: str
+    #: The model's task (classification, question_answering...); None until a reader has loaded it.
+    task: str | None
+    #: The precision the group runs in.
+    dtype: str
+    #: The most serving reader's status: ready, loading, stopping, dead, failed or stopped.
+    status: str
+    #: Readers in the group.
+    readers: int
+    #: How many of them serve.
+    ready_readers: int
+    #: Longest sequence in tokens; None until loaded when the config leaves it to the model.
+    max_sequence_length: int | None
+    #: Why the group cannot serve (a reader's load or crash error), when it cannot.
+    error: str | None
+    #: What the model can be asked for; the defaults (nothing beyond its task) until it is loaded.
+    capabilities: Capabilities
 
 
 class ConsumerGroup:
@@ -54,6 +87,25 @@ class ConsumerGroup:
 
     def describe(self) -> list[dict[str, object]]:
         return [reader.describe() for reader in self.readers.values()]
+
+    def summary(self) -> GroupSummary:
+        """The group as GET /groups lists it, from its most serving reader."""
+        readers = sorted(self.readers.values(), key=lambda r: _STATUS_ORDER.index(r.status))
+        lead = readers[0]
+        adapter = lead.adapter
+        serving = lead.status is ReaderStatus.READY
+        return GroupSummary(
+            name=self.name,
+            model_name=lead.config.model_name,
+            task=adapter.task_name if adapter else None,
+            dtype=lead.config.dtype,
+            status=lead.status.value,
+            readers=len(readers),
+            ready_readers=sum(r.status is ReaderStatus.READY for r in readers),
+            max_sequence_length=adapter.loaded.max_length if adapter else lead.config.max_sequence_length,
+            error=None if serving else next((r.error for r in readers if r.error), None),
+            capabilities=adapter.capabilities() if adapter else Capabilities(),
+        )
 
     async def score(self, inputs: Inputs, *, timeout: float | None = None) -> Scored:
         """Encode, queue, wait for every feature's output, decode. Cancelling this drops the queued work."""

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from assay.config import ReaderConfig, new_reader_id
-from assay.engine.group import ConsumerGroup
+from assay.engine.group import ConsumerGroup, GroupSummary
 from assay.engine.reader import AdapterOpener, Reader, ReaderStatus
 from assay.errors import Conflict, NotFound
 from assay.models.loading import resolve_dtype
@@ -112,6 +112,10 @@ class ReaderRegistry:
 
     def reader_groups(self) -> dict[str, list[dict[str, Any]]]:
         return {name: group.describe() for name, group in sorted(self.groups.items())}
+
+    def group_summaries(self) -> list[GroupSummary]:
+        """Every group with a reader, by name: what each serves and whether it can (GET /groups)."""
+        return [group.summary() for _, group in sorted(self.groups.items()) if group.readers]
 
     def status(self) -> dict[str, Any]:
         """Takeoff's /status: live_readers keyed by reader id, plus those that are not serving."""

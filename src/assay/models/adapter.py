@@ -64,6 +64,20 @@ class PaddedBatch:
     lengths: list[int]
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a loaded model can be asked for beyond its task's default: how a client (the playground) picks a form."""
+
+    #: Number of output labels of a classification head; None for other tasks.
+    num_labels: int | None = None
+    #: Label names in id order (the config's id2label); None for other tasks.
+    labels: tuple[str, ...] | None = None
+    #: One output logit: a cross-encoder that the rerank endpoints accept.
+    reranker: bool = False
+    #: An entailment label: an NLI model that /zero_shot accepts.
+    zero_shot: bool = False
+
+
 class TaskAdapter(Protocol):
     """Encode, forward, decode: the three steps of every task."""
 
@@ -71,6 +85,9 @@ class TaskAdapter(Protocol):
     task_name: str
     #: The token id used for padding.
     pad_token_id: int
+
+    def capabilities(self) -> Capabilities:
+        """What this model can be asked for, derived from its config (reported by GET /groups)."""
 
     def check(self, inputs: Inputs) -> None:
         """Raise InvalidInput if this task cannot take these inputs."""

@@ -14,11 +14,19 @@ import numpy as np
 import torch
 
 from assay.errors import InvalidInput
-from assay.models.adapter import Features, InputKind, Inputs, PaddedBatch, features_by_input, model_inputs
-from assay.models.labels import LabelOptions, label_scores, uses_sigmoid
+from assay.models.adapter import (
+    Capabilities,
+    Features,
+    InputKind,
+    Inputs,
+    PaddedBatch,
+    features_by_input,
+    model_inputs,
+)
+from assay.models.labels import LabelOptions, label_name, label_scores, uses_sigmoid
 from assay.models.loading import LoadedModel
-from assay.models.rerank import RerankOptions, check_reranker, relevance
-from assay.models.zero_shot import ZeroShotOptions, hypotheses, nli_labels, zero_shot_result
+from assay.models.rerank import RerankOptions, check_reranker, is_reranker, relevance
+from assay.models.zero_shot import ZeroShotOptions, hypotheses, is_nli, nli_labels, zero_shot_result
 
 #: Tokens shared by neighbouring chunks of a long document, so that no passage is only ever seen cut in two.
 CHUNK_OVERLAP = 64
@@ -38,6 +46,15 @@ class ClassificationAdapter:
         self.id2label: dict[int, str] = {int(k): v for k, v in (config.id2label or {}).items()}
         self.num_labels: int = config.num_labels
         self.independent_labels = uses_sigmoid(getattr(config, "problem_type", None), self.num_labels)
+
+    def capabilities(self) -> Capabilities:
+        """Its labels, and whether the rerank and zero-shot endpoints accept it (the same rules as ``check``)."""
+        return Capabilities(
+            num_labels=self.num_labels,
+            labels=tuple(label_name(self.id2label, i) for i in range(self.num_labels)),
+            reranker=is_reranker(self.num_labels),
+            zero_shot=is_nli(self.id2label),
+        )
 
     def check(self, inputs: Inputs) -> None:
         """Raw logits and labels fit any inputs; reranking needs one logit, zero-shot an entailment label."""

@@ -39,10 +39,15 @@ def uses_sigmoid(problem_type: str | None, num_labels: int) -> bool:
     return problem_type == "multi_label_classification" or num_labels == 1
 
 
+def label_name(id2label: dict[int, str], index: int) -> str:
+    """The label's name, or transformers' default name for an id the config does not name."""
+    return id2label.get(index, f"LABEL_{index}")
+
+
 def label_scores(
     logits: np.ndarray, id2label: dict[int, str], *, independent: bool, top_k: int | None
 ) -> list[dict[str, Any]]:
     """``[{"label", "score"}, ...]`` for one input's logits, best first, cut to ``top_k``."""
     scores = sigmoid(logits) if independent else softmax(logits)
     order = np.argsort(-scores, kind="stable")[:top_k]
-    return [{"label": id2label.get(int(i), f"LABEL_{int(i)}"), "score": float(scores[i])} for i in order]
+    return [{"label": label_name(id2label, int(i)), "score": float(scores[i])} for i in order]

@@ -14,7 +14,15 @@ import numpy as np
 import torch
 
 from assay.errors import InvalidInput
-from assay.models.adapter import Features, InputKind, Inputs, PaddedBatch, features_by_input, model_inputs
+from assay.models.adapter import (
+    Capabilities,
+    Features,
+    InputKind,
+    Inputs,
+    PaddedBatch,
+    features_by_input,
+    model_inputs,
+)
 from assay.models.loading import LoadedModel
 
 #: The pipeline's default window: min(model max length, 384) tokens.
@@ -60,6 +68,10 @@ class QuestionAnsweringAdapter:
         self.max_seq_len = min(loaded.max_length, DEFAULT_MAX_SEQ_LEN)
         self.doc_stride = min(self.max_seq_len // 2, 128)
         self.question_first = self.tokenizer.padding_side == "right"
+
+    def capabilities(self) -> Capabilities:
+        """Answers questions and nothing else."""
+        return Capabilities()
 
     def check(self, inputs: Inputs) -> None:
         if inputs.options is not None and not isinstance(inputs.options, QAOptions):

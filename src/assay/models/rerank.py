@@ -28,9 +28,14 @@ class RerankOptions:
     chunked: bool = False
 
 
-def check_reranker(num_labels: int) -> None:
+def is_reranker(num_labels: int) -> bool:
     """Only one-logit heads are rerankers: a softmax head's columns are not a relevance."""
-    if num_labels != 1:
+    return num_labels == 1
+
+
+def check_reranker(num_labels: int) -> None:
+    """InvalidInput, naming the model's label count, unless it is a reranker."""
+    if not is_reranker(num_labels):
         raise InvalidInput(
             f"reranking needs a cross-encoder with one output logit; this group's model has {num_labels} labels "
             "(use /classify for it)"

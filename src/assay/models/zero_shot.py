@@ -49,7 +49,7 @@ def nli_labels(id2label: dict[int, str]) -> NLILabels:
     entailment is 0. A model without an entailment label cannot do zero-shot: InvalidInput.
     """
     ordered = sorted(id2label.items())
-    entailment = next((i for i, name in ordered if name.lower().startswith("entail")), None)
+    entailment = _entailment_index(id2label)
     if entailment is None:
         names = ", ".join(name for _, name in ordered)
         raise InvalidInput(
@@ -59,6 +59,15 @@ def nli_labels(id2label: dict[int, str]) -> NLILabels:
     if contradiction is None:
         contradiction = len(ordered) - 1 if entailment == 0 else 0
     return NLILabels(entailment=entailment, contradiction=contradiction)
+
+
+def is_nli(id2label: dict[int, str]) -> bool:
+    """True when the model has an entailment label, so that it can do zero-shot classification."""
+    return _entailment_index(id2label) is not None
+
+
+def _entailment_index(id2label: dict[int, str]) -> int | None:
+    return next((i for i, name in sorted(id2label.items()) if name.lower().startswith("entail")), None)
 
 
 def hypotheses(options: ZeroShotOptions) -> list[str]:
