@@ -17,11 +17,8 @@ from assay.errors import InvalidInput
 from assay.models.adapter import Features, InputKind, Inputs, PaddedBatch, features_by_input, model_inputs
 from assay.models.labels import LabelOptions, label_scores, uses_sigmoid
 from assay.models.loading import LoadedModel
-from assay.models.rerank import RerankOptions, check_reranker, relevance
+from assay.models.rerank import CHUNK_OVERLAP, RerankOptions, check_reranker, relevance
 from assay.models.zero_shot import ZeroShotOptions, hypotheses, nli_labels, zero_shot_result
-
-#: Tokens shared by neighbouring chunks of a long document, so that no passage is only ever seen cut in two.
-CHUNK_OVERLAP = 64
 
 
 class ClassificationAdapter:
