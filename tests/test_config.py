@@ -24,7 +24,18 @@ def test_defaults():
     assert config.server.port == 3000
     assert config.server.management_port == 3001
     assert config.server.management_host == "127.0.0.1"
+    assert config.server.openai_port == 3003
     assert config.readers == []
+
+
+def test_openai_port_from_manifest_environment_and_flag(tmp_path):
+    path = manifest(tmp_path, {"takeoff": {"server_config": {"openai_port": 3103}}})
+    assert build_config(config_file=path, server_flags={}, reader_flags={}, environ={}).server.openai_port == 3103
+    config = build_config(config_file=path, server_flags={}, reader_flags={}, environ={"TAKEOFF_OPENAI_PORT": "3203"})
+    assert config.server.openai_port == 3203
+    config = build_config(config_file=path, server_flags={"openai_port": 3303}, reader_flags={},
+                          environ={"TAKEOFF_OPENAI_PORT": "3203"})
+    assert config.server.openai_port == 3303
 
 
 def test_environment_builds_a_reader_and_flags_win():
@@ -114,9 +125,10 @@ def test_serve_help_documents_each_flag_with_default_and_variable():
                       ("--consumer-group", "TAKEOFF_CONSUMER_GROUP"), ("--max-batch-size", "TAKEOFF_MAX_BATCH_SIZE"),
                       ("--batch-duration-millis", "TAKEOFF_BATCH_DURATION_MILLIS"),
                       ("--max-sequence-length", "TAKEOFF_MAX_SEQUENCE_LENGTH"), ("--port", "TAKEOFF_PORT"),
-                      ("--management-port", "TAKEOFF_MANAGEMENT_PORT"), ("--dtype", "TAKEOFF_DTYPE")]:
+                      ("--management-port", "TAKEOFF_MANAGEMENT_PORT"), ("--openai-port", "TAKEOFF_OPENAI_PORT"),
+                      ("--dtype", "TAKEOFF_DTYPE")]:
         assert flag in out and env in out
-    assert "default: 3000" in out and "default: primary" in out
+    assert "default: 3000" in out and "default: 3003" in out and "default: primary" in out
 
 
 def test_bad_manifest_exits_with_its_message(tmp_path):
