@@ -38,11 +38,12 @@ class Server:
     def __init__(self, model: str, dtype: str, flags: list[str], log_path: Path) -> None:
         self.port = free_port()
         self.management_port = free_port()
+        self.openai_port = free_port()  # the server binds its OpenAI-compatible port too; 3003 may be taken
         self.command = [
             sys.executable, "-m", "assay.cli", "serve", "--model", model, "--dtype", dtype,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--management-host", "127.0.0.1", "--management-port", str(self.management_port),
-            "--log-level", "warning", *flags,
+            "--openai-port", str(self.openai_port), "--log-level", "warning", *flags,
         ]  # fmt: skip
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None

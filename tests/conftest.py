@@ -31,6 +31,7 @@ GROUPS = {
     "roberta-qa": "tiny-roberta-qa",
     "multilabel": "minilm-multilabel",
     "nli": "minilm-nli",
+    "embed": "minilm-embed",
 }
 
 

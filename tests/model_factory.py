@@ -17,6 +17,9 @@ minilm-multilabel   BertForSequenceClassification, 4 labels, problem_type multi_
 minilm-nli          BertForSequenceClassification, 3 labels entailment/neutral/contradiction (zero-shot).
 minilm-qa           BertForQuestionAnswering, real backbone + trained head committed in
                     tests/fixtures/minilm_qa_head.safetensors (see scripts/train_test_qa_head.py).
+minilm-embed        The packaged all-MiniLM-L6-v2 folder itself, copied file by file: a sentence-transformers
+                    model (modules.json, 1_Pooling/config.json with mean pooling, Normalize,
+                    sentence_bert_config.json with max_seq_length 256) on a bare BertModel.
 tiny-roberta        RobertaForSequenceClassification, 2 labels, byte-level BPE tokenizer.
 tiny-xlm-roberta    XLMRobertaForSequenceClassification, 3 labels, Unigram (sentencepiece-style).
 tiny-deberta-v2     DebertaV2ForSequenceClassification, 3 labels, Unigram (sentencepiece-style).
@@ -56,7 +59,8 @@ TINY_MODELS = (
     "tiny-electra",
     "tiny-roberta-qa",
 )
-MODEL_NAMES = MINILM_MODELS + TINY_MODELS
+EMBEDDING_MODELS = ("minilm-embed",)
+MODEL_NAMES = MINILM_MODELS + EMBEDDING_MODELS + TINY_MODELS
 
 SENTIMENT3 = {0: "negative", 1: "neutral", 2: "positive"}
 SENTIMENT2 = {0: "NEGATIVE", 1: "POSITIVE"}
@@ -202,6 +206,17 @@ def _build_minilm(name: str, tmp: Path) -> None:
     tok_json["padding"] = None
     tok_json["truncation"] = None
     (tmp / "tokenizer.json").write_text(json.dumps(tok_json, ensure_ascii=False), encoding="utf-8")
+
+
+def _build_embed(tmp: Path) -> None:
+    """A real sentence-transformers folder as the hub serves it (its tokenizer.json keeps the baked-in 128-token
+    truncation and padding: the server must override both, as sentence-transformers does)."""
+    src = _backbone_path()
+    for path in sorted(src.rglob("*")):
+        if path.is_file():
+            target = tmp / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,6 +516,8 @@ def build_test_model(root: Path, name: str) -> Path:
     try:
         if name in MINILM_MODELS:
             _build_minilm(name, tmp)
+        elif name in EMBEDDING_MODELS:
+            _build_embed(tmp)
         else:
             _build_tiny(name, tmp)
         _publish(tmp, folder, name)

@@ -28,6 +28,8 @@ class RunningServer:
     process: subprocess.Popen
     port: int
     management_port: int
+    #: Port of the OpenAI-compatible app: takeoff-client's ``oai_port``, the OpenAI SDK's base URL.
+    openai_port: int
     log_path: Path
 
     @property
@@ -37,6 +39,10 @@ class RunningServer:
     @property
     def management_url(self) -> str:
         return f"http://127.0.0.1:{self.management_port}"
+
+    @property
+    def openai_url(self) -> str:
+        return f"http://127.0.0.1:{self.openai_port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -68,9 +74,9 @@ def start_server(
     ``launcher`` replaces ``-m assay.cli`` (tests/faulty_server.py injects faults into a real server); ``cwd`` is
     where relative model folders are found.
     """
-    port, management_port = free_port(), free_port()
+    port, management_port, openai_port = free_port(), free_port(), free_port()
     command = [sys.executable, *(launcher or ["-m", "assay.cli"]), "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--management-port", str(management_port), *(args or [])]
+               "--management-port", str(management_port), "--openai-port", str(openai_port), *(args or [])]
     if readers is not None:
         manifest = tmp / f"manifest-{port}.yaml"
         manifest.write_text(yaml.safe_dump({"takeoff": {"readers_config": readers}}))
@@ -79,7 +85,7 @@ def start_server(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TAKEOFF_")}
     full_env.update(env or {})
     process = subprocess.Popen(command, stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
-    server = RunningServer(process, port, management_port, log_path)
+    server = RunningServer(process, port, management_port, openai_port, log_path)
     if wait_ready:
         wait_healthy(server, timeout)
     return server

@@ -24,7 +24,18 @@ def test_defaults():
     assert config.server.port == 3000
     assert config.server.management_port == 3001
     assert config.server.management_host == "127.0.0.1"
+    assert config.server.openai_port == 3003
     assert config.readers == []
+
+
+def test_openai_port_from_manifest_environment_and_flag(tmp_path):
+    path = manifest(tmp_path, {"takeoff": {"server_config": {"openai_port": 3103}}})
+    assert build_config(config_file=path, server_flags={}, reader_flags={}, environ={}).server.openai_port == 3103
+    config = build_config(config_file=path, server_flags={}, reader_flags={}, environ={"TAKEOFF_OPENAI_PORT": "3203"})
+    assert config.server.openai_port == 3203
+    config = build_config(config_file=path, server_flags={"openai_port": 3303}, reader_flags={},
+                          environ={"TAKEOFF_OPENAI_PORT": "3203"})
+    assert config.server.openai_port == 3303
 
 
 def test_environment_builds_a_reader_and_flags_win():
@@ -102,8 +113,22 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env=env)
 
 
-def test_serve_without_a_model_names_the_flag_and_variable():
-    result = run_cli("serve", env={"PATH": "/usr/bin:/bin"})
+def test_no_model_configured_serves_the_builtin_groups_with_the_batching_settings_given():
+    config = build_config(config_file=None, server_flags={}, reader_flags={"max_batch_size": 8}, environ={})
+    assert {r.consumer_group: r.model_name for r in config.readers} == {
+        "primary": "builtin:embed", "sentiment": "builtin:sentiment", "nli": "builtin:nli", "qa": "builtin:qa",
+        "question-type": "builtin:question-type"}
+    assert all(r.max_batch_size == 8 for r in config.readers)
+
+
+def test_a_group_without_a_model_is_an_error_naming_the_model_settings():
+    with pytest.raises(ConfigError, match="TAKEOFF_CONSUMER_GROUP.*--model or TAKEOFF_MODEL_NAME"):
+        build_config(config_file=None, server_flags={}, reader_flags={"consumer_group": "x"}, environ={})
+
+
+def test_serve_with_a_manifest_without_readers_names_the_flag_and_variable(tmp_path):
+    path = manifest(tmp_path, {"takeoff": {"server_config": {"port": 3000}}})
+    result = run_cli("serve", "--config", path, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert "--model" in result.stderr and "TAKEOFF_MODEL_NAME" in result.stderr
 
@@ -114,9 +139,10 @@ def test_serve_help_documents_each_flag_with_default_and_variable():
                       ("--consumer-group", "TAKEOFF_CONSUMER_GROUP"), ("--max-batch-size", "TAKEOFF_MAX_BATCH_SIZE"),
                       ("--batch-duration-millis", "TAKEOFF_BATCH_DURATION_MILLIS"),
                       ("--max-sequence-length", "TAKEOFF_MAX_SEQUENCE_LENGTH"), ("--port", "TAKEOFF_PORT"),
-                      ("--management-port", "TAKEOFF_MANAGEMENT_PORT"), ("--dtype", "TAKEOFF_DTYPE")]:
+                      ("--management-port", "TAKEOFF_MANAGEMENT_PORT"), ("--openai-port", "TAKEOFF_OPENAI_PORT"),
+                      ("--dtype", "TAKEOFF_DTYPE")]:
         assert flag in out and env in out
-    assert "default: 3000" in out and "default: primary" in out
+    assert "default: 3000" in out and "default: 3003" in out and "default: primary" in out
 
 
 def test_bad_manifest_exits_with_its_message(tmp_path):

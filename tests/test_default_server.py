@@ -29,7 +29,7 @@ def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
 @pytest.fixture(scope="module")
 def client(default_server: RunningServer) -> TakeoffClient:
     return TakeoffClient(base_url="http://127.0.0.1", port=default_server.port,
-                         mgmt_port=default_server.management_port)
+                         mgmt_port=default_server.management_port, oai_port=default_server.openai_port)
 
 
 def test_serves_every_builtin_group(default_server: RunningServer) -> None:
@@ -94,9 +94,8 @@ def test_sentiment_and_question_type(default_server: RunningServer) -> None:
 
 
 def test_embed_through_takeoff_client(client: TakeoffClient) -> None:
-    vectors = client.embed(["The puppy is light blue.", "A small dog with blue fur."], consumer_group="primary")
-    data = vectors["data"] if "data" in vectors else None
-    matrix = np.array([d["embedding"] for d in data]) if data else np.array(vectors["result"])
+    response = client.embed(["The puppy is light blue.", "A small dog with blue fur."], consumer_group="primary")
+    matrix = np.array([item["embedding"] for item in response["data"]])
     assert matrix.shape == (2, 384)
     assert np.allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-3)
     assert float(matrix[0] @ matrix[1]) > 0.5

@@ -111,6 +111,12 @@ def test_schemathesis_inference_app(server, models):
     assert_still_correct(server, models)
 
 
+def test_schemathesis_openai_app(server, models):
+    assert run_schema(server.openai_url) > 0
+    assert server.process.poll() is None
+    assert_still_correct(server, models)
+
+
 def test_schemathesis_management_app(models, tmp_path):
     # A dedicated server: generated POST /reader and DELETE /reader calls must not touch the shared fixture.
     token = "fuzz-token"

@@ -7,7 +7,8 @@ import re
 
 import httpx
 
-INFERENCE_ROUTES = {"/classify", "/rerank", "/v1/rerank", "/v2/rerank", "/zero_shot", "/healthz", "/status", "/groups"}
+INFERENCE_ROUTES = {"/classify", "/embed", "/rerank", "/v1/rerank", "/v2/rerank", "/zero_shot", "/healthz", "/status",
+                    "/groups"}
 
 
 def refs_resolve(spec: dict) -> list[str]:
@@ -16,17 +17,22 @@ def refs_resolve(spec: dict) -> list[str]:
     return sorted(refs - set(components))
 
 
+def assert_documented(spec: dict, path: str) -> None:
+    """Every request field described, the errors listed, a real response schema."""
+    operation = spec["paths"][path]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    undocumented = [name for name, field in body["properties"].items() if not field.get("description")]
+    assert not undocumented, (path, undocumented)
+    assert {"200", "404", "422", "500"} <= set(operation["responses"])
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] != {"type": "string"}
+
+
 def test_inference_openapi_documents_every_route_and_field(server):
     spec = httpx.get(server.url + "/openapi.json").json()
     assert INFERENCE_ROUTES <= set(spec["paths"])
     assert refs_resolve(spec) == []
-    for path in ("/classify", "/rerank", "/v2/rerank", "/zero_shot"):
-        operation = spec["paths"][path]["post"]
-        body = operation["requestBody"]["content"]["application/json"]["schema"]
-        undocumented = [name for name, field in body["properties"].items() if not field.get("description")]
-        assert not undocumented, (path, undocumented)
-        assert {"200", "404", "422", "500"} <= set(operation["responses"])
-        assert operation["responses"]["200"]["content"]["application/json"]["schema"] != {"type": "string"}
+    for path in ("/classify", "/embed", "/rerank", "/v2/rerank", "/zero_shot"):
+        assert_documented(spec, path)
     classify = spec["paths"]["/classify"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert classify["properties"]["return"]["default"] == "raw"
     assert classify["properties"]["qa"]["anyOf"][0]["properties"]["top_k"]["minimum"] == 1
@@ -45,3 +51,13 @@ def test_management_openapi_resolves(server):
     spec = httpx.get(server.management_url + "/openapi.json").json()
     assert {"/reader_groups", "/reader", "/reader/{reader_id}", "/status"} <= set(spec["paths"])
     assert refs_resolve(spec) == []
+
+
+def test_openai_openapi_documents_embeddings(server):
+    spec = httpx.get(server.openai_url + "/openapi.json").json()
+    assert set(spec["paths"]) == {"/v1/embeddings"}
+    assert refs_resolve(spec) == []
+    assert_documented(spec, "/v1/embeddings")
+    body = spec["paths"]["/v1/embeddings"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["encoding_format"]["default"] == "float"
+    assert httpx.get(server.openai_url + "/docs").status_code == 200

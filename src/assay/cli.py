@@ -36,6 +36,8 @@ SERVER_FLAGS: list[tuple[str, str, str, type, str]] = [
     ("--port", "port", "TAKEOFF_PORT", int, "port of the inference API"),
     ("--management-host", "management_host", "TAKEOFF_MANAGEMENT_HOST", str, "address of the management API"),
     ("--management-port", "management_port", "TAKEOFF_MANAGEMENT_PORT", int, "port of the management API"),
+    ("--openai-port", "openai_port", "TAKEOFF_OPENAI_PORT", int,
+     "port of the OpenAI-compatible API (/v1/embeddings), on the inference host"),
 ]
 
 
@@ -51,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="start the server",
-        description="Start the inference API and the management API. Flags win over TAKEOFF_* variables, which "
-        "win over the manifest (--config), which wins over the defaults.",
+        description="Start the inference API, the management API and the OpenAI-compatible API. Flags win over "
+        "TAKEOFF_* variables, which win over the manifest (--config), which wins over the defaults.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for flag, field, env, typ, text in READER_FLAGS:

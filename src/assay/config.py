@@ -94,6 +94,9 @@ class ServerConfig(BaseModel):
     port: int = Field(3000, ge=0, le=65535, description="Port of the inference API (/classify).")
     management_host: str = Field("127.0.0.1", description="Address of the management API.")
     management_port: int = Field(3001, ge=0, le=65535, description="Port of the management API and /metrics.")
+    openai_port: int = Field(
+        3003, ge=0, le=65535, description="Port of the OpenAI-compatible API (/v1/embeddings), on the inference host."
+    )
     enable_metrics: bool = Field(True, description="Serve Prometheus /metrics on the management port.")
     body_size_limit_bytes: int = Field(2 * 1024 * 1024, ge=1, description="Largest request body (413 over it).")
     max_user_batch_size: int = Field(1000, ge=1, description="Most texts or pairs in one request (413 over it).")

@@ -1,7 +1,8 @@
-"""Run a server: build the registry from a config, start the readers, serve both apps in one event loop.
+"""Run a server: build the registry from a config, start the readers, serve the three apps (inference, management,
+OpenAI-compatible) in one event loop.
 
-SIGTERM or SIGINT drains: new inference requests get 503, accepted ones finish (up to the drain timeout),
-readers stop, and the process exits 0.
+SIGTERM or SIGINT drains: new requests on the inference and OpenAI-compatible ports get 503, accepted ones finish
+(up to the drain timeout), readers stop, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uvicorn
 
 from assay.api.inference import create_inference_app
 from assay.api.management import create_management_app
+from assay.api.openai import create_openai_app
 from assay.api.state import ServerState
 from assay.config import AssayConfig
 from assay.engine.registry import ReaderRegistry
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class _QuietSignalsServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to us (two servers share one loop)."""
+    """A uvicorn server that leaves signal handling to us (three servers share one loop)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -52,6 +54,10 @@ async def serve(config: AssayConfig, *, log_level: str = "info") -> None:
             create_management_app(state), host=server_cfg.management_host, port=server_cfg.management_port,
             log_level=log_level, access_log=False, lifespan="off",
         )),
+        _QuietSignalsServer(uvicorn.Config(
+            create_openai_app(state), host=server_cfg.host, port=server_cfg.openai_port, log_level=log_level,
+            access_log=False, timeout_graceful_shutdown=server_cfg.drain_timeout_seconds, lifespan="off",
+        )),
     ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -59,8 +65,9 @@ async def serve(config: AssayConfig, *, log_level: str = "info") -> None:
         loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     log.info(
-        "Assay listening: inference http://%s:%d, management http://%s:%d",
+        "Assay listening: inference http://%s:%d, management http://%s:%d, OpenAI-compatible http://%s:%d",
         server_cfg.host, server_cfg.port, server_cfg.management_host, server_cfg.management_port,
+        server_cfg.host, server_cfg.openai_port,
     )
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)

@@ -45,11 +45,13 @@ class ServerMiddleware:
     the body size."""
 
     def __init__(self, app: ASGIApp, state: ServerState, app_name: str, limit_body: bool,
-                 require_token: bool = False) -> None:
+                 require_token: bool = False, drains: bool = False) -> None:
         self.app = app
         self.state = state
         self.app_name = app_name
         self.limit_body = limit_body
+        #: An app that runs models: refuses new work while the server drains, and counts what is in flight.
+        self.drains = drains
         #: Check TAKEOFF_MANAGEMENT_TOKEN (when set) on every call, the OpenAPI schema and docs included.
         self.require_token = require_token
 
@@ -74,7 +76,7 @@ class ServerMiddleware:
             await send(message)
 
         try:
-            if self.app_name == "inference" and not self.state.accepting and path not in _ALWAYS_ANSWERED:
+            if self.drains and not self.state.accepting and path not in _ALWAYS_ANSWERED:
                 await _send_error(send_tracked, 503, "shutting_down", "the server is shutting down", rid,
                                   {"Connection": "close"})
                 return
@@ -92,7 +94,7 @@ class ServerMiddleware:
                                       f"request body is {int(declared)} bytes; the limit is {limit} bytes", rid, {})
                     return
                 receive = _limited_receive(receive, limit)
-            counted = self.app_name == "inference" and path not in _ALWAYS_ANSWERED
+            counted = self.drains and path not in _ALWAYS_ANSWERED
             if counted:
                 self.state.in_flight += 1
             try:

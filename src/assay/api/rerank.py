@@ -3,7 +3,8 @@ text-embeddings-inference (TEI), so that their clients work with only the base U
 
 The body says which shape to answer in: ``documents`` (Cohere, Jina) gets ``{"id", "results": [...], "meta"}``,
 Cohere's v1 shape on /rerank and /v1/rerank and its v2 shape on /v2/rerank; ``texts`` (TEI) gets TEI's bare list
-``[{"index", "score", "text"?}]``. Every (query, document) pair goes through the group's queue like /classify.
+``[{"index", "score", "text"?}]``. Every (query, document) pair goes through the group's queue like /classify,
+scored by a cross-encoder or, in an embedding group, by the cosine of the two embeddings.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ class RerankRequest(BaseModel):
     )
     return_text: bool | None = Field(None, description="With texts: include each text in its result (default false).")
     raw_scores: bool = Field(
-        False, description="Return the model's raw logit instead of its sigmoid in [0, 1] (relevance_score / score)."
+        False,
+        description="Return the model's raw logit instead of its sigmoid in [0, 1] (relevance_score / score). No "
+        "effect on an embedding group, whose score is a cosine.",
     )
     truncate: bool | None = Field(
         None,
@@ -112,7 +115,10 @@ class RerankRequest(BaseModel):
 
 class RerankedDocument(BaseModel):
     index: int = Field(description="The document's position in the request.")
-    relevance_score: float = Field(description="Sigmoid of the model's logit, in [0, 1]; the logit with raw_scores.")
+    relevance_score: float = Field(
+        description="Cross-encoder: sigmoid of the model's logit, in [0, 1] (the logit with raw_scores). Embedding "
+        "model: cosine of the query's and the document's embeddings, in [-1, 1]."
+    )
     document: dict[str, Any] | None = Field(
         None, description="With return_documents: the document as sent ({'text': ...} for a string)."
     )
@@ -135,7 +141,10 @@ class TEIRank(BaseModel):
     """One entry of text-embeddings-inference's bare-list answer."""
 
     index: int = Field(description="The text's position in the request.")
-    score: float = Field(description="Sigmoid of the model's logit, in [0, 1]; the logit with raw_scores.")
+    score: float = Field(
+        description="Cross-encoder: sigmoid of the model's logit, in [0, 1] (the logit with raw_scores). Embedding "
+        "model: cosine of the query's and the text's embeddings, in [-1, 1]."
+    )
     text: str | None = Field(None, description="With return_text: the text.")
 
 
@@ -191,8 +200,9 @@ def rerank_router(state: ServerState) -> APIRouter:
         shape = "Cohere v2" if version == 2 else "Cohere v1 / Jina"
         route.__doc__ = (
             f"Rank documents by relevance to a query. A body with 'documents' gets the {shape} response; a body "
-            "with 'texts' gets text-embeddings-inference's bare list. A group whose model is not a one-logit "
-            "cross-encoder (question answering, several labels) is refused with 422."
+            "with 'texts' gets text-embeddings-inference's bare list. A cross-encoder scores by the sigmoid of its "
+            "logit, an embedding model by the cosine of the query's and the document's embeddings; any other model "
+            "(question answering, several labels) is refused with 422."
         )
         return route
 

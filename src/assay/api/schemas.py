@@ -25,7 +25,8 @@ BodyModel = TypeVar("BodyModel", bound=BaseModel)
 TextField = str | list[str] | list[list[str]]
 
 
-def _kind_name(value: Any) -> str:
+def kind_name(value: Any) -> str:
+    """A JSON value's kind in words, for messages that say what was sent instead."""
     return {str: "a string", list: "a list", dict: "an object", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number"
     )
@@ -36,7 +37,7 @@ def check_text(value: Any) -> Any:
     if isinstance(value, str):
         return value
     if not isinstance(value, list):
-        raise ValueError(f"must be a string, a list of strings or a list of [a, b] pairs, not {_kind_name(value)}")
+        raise ValueError(f"must be a string, a list of strings or a list of [a, b] pairs, not {kind_name(value)}")
     if not value:
         raise ValueError("must not be an empty list")
     first_string = next((i for i, v in enumerate(value) if isinstance(v, str)), None)
@@ -50,10 +51,25 @@ def check_text(value: Any) -> Any:
         if isinstance(item, str):
             continue
         if not isinstance(item, list):
-            raise ValueError(f"text[{i}] must be a string or a [a, b] pair, not {_kind_name(item)}")
+            raise ValueError(f"text[{i}] must be a string or a [a, b] pair, not {kind_name(item)}")
         if len(item) != 2 or not all(isinstance(part, str) for part in item):
             raise ValueError(f"text[{i}] must be a pair of exactly two strings, got {len(item)} item(s)"
                              if len(item) != 2 else f"text[{i}] must hold two strings")
+    return value
+
+
+def check_texts(value: Any, name: str) -> Any:
+    """Accept a string or a non-empty list of strings (the embedding endpoints: pairs belong to /classify)."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise ValueError(f"must be a string or a list of strings, not {kind_name(value)}")
+    if not value:
+        raise ValueError("must not be an empty list")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            hint = " (to score [a, b] pairs use /classify)" if isinstance(item, list) else ""
+            raise ValueError(f"{name}[{i}] must be a string, not {kind_name(item)}{hint}")
     return value
 
 
@@ -159,8 +175,9 @@ class QAAnswer(BaseModel):
 
 
 class ClassifyResponse(BaseModel):
-    """Raw logits per input (classification, reranking, NLI) or one answer string per pair (QA) by default;
-    labels with probabilities with ``return: labels``; answer lists with ``qa``."""
+    """Raw logits per input (classification, reranking, NLI), one answer string per pair (QA) or each pair's
+    cosine as a one-value row (embedding) by default; labels with probabilities with ``return: labels``; answer
+    lists with ``qa``."""
 
     result: (
         list[float] | list[list[float]] | list[str] | list[LabelScore] | list[list[LabelScore]] | list[list[QAAnswer]]

@@ -1,4 +1,4 @@
-"""What both apps share: the reader registry, the server settings and whether new work is accepted."""
+"""What the apps of one server share: the reader registry, the server settings and whether new work is accepted."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from assay.engine.registry import ReaderRegistry
 
 @dataclass
 class ServerState:
-    """Shared by the inference and management apps of one server."""
+    """Shared by the inference, management and OpenAI-compatible apps of one server."""
 
     #: Every reader and group.
     registry: ReaderRegistry

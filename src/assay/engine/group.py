@@ -27,6 +27,8 @@ class Scored:
     results: list[Any]
     #: Indices of inputs cut to the maximum sequence length.
     truncated: list[int]
+    #: Tokens the model ran for the request, padding left out (OpenAI's usage counts them).
+    tokens: int = 0
 
 
 #: A group's status is its most serving reader's: one ready reader makes the group ready.
@@ -136,7 +138,8 @@ class ConsumerGroup:
         finally:
             metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
         results = await loop.run_in_executor(self._executor, adapter.decode, inputs, features, outputs)
-        return Scored(results=results, truncated=features.truncated)
+        tokens = sum(len(ids) for ids in features.input_ids)
+        return Scored(results=results, truncated=features.truncated, tokens=tokens)
 
     @staticmethod
     async def _wait(ticket: Ticket) -> list[Any]:

@@ -25,11 +25,8 @@ from assay.models.adapter import (
 )
 from assay.models.labels import LabelOptions, label_name, label_scores, uses_sigmoid
 from assay.models.loading import LoadedModel
-from assay.models.rerank import RerankOptions, check_reranker, is_reranker, relevance
+from assay.models.rerank import CHUNK_OVERLAP, RerankOptions, check_reranker, is_reranker, relevance
 from assay.models.zero_shot import ZeroShotOptions, hypotheses, is_nli, nli_labels, zero_shot_result
-
-#: Tokens shared by neighbouring chunks of a long document, so that no passage is only ever seen cut in two.
-CHUNK_OVERLAP = 64
 
 
 class ClassificationAdapter:

@@ -1,7 +1,8 @@
 """Load a Hugging Face model folder or hub id into a ready-to-run model with its tokenizer.
 
-The task (sequence classification or question answering) comes from the config's ``architectures``; a model
-with neither head is refused at load time with a message that says so.
+The task comes from the config's ``architectures``: a ...ForSequenceClassification or ...ForQuestionAnswering
+head wins; otherwise a sentence-transformers model (one with ``modules.json``) or a bare encoder (``BertModel``)
+is an embedding model. Anything else is refused at load time with a message that says so.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from functools import cache
 from pathlib import Path
 
 import torch
+from tokenizers import normalizers
 from transformers import (
     AutoConfig,
+    AutoModel,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -25,6 +28,7 @@ from transformers import (
 
 from assay import builtin
 from assay.errors import ModelLoadError
+from assay.models.sentence_config import SentenceConfig, read_sentence_config
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,15 @@ class Task(str, Enum):
 
     CLASSIFICATION = "classification"
     QUESTION_ANSWERING = "question_answering"
+    EMBEDDING = "embedding"
+
+
+#: The transformers class that loads each task's model.
+AUTO_CLASSES = {
+    Task.CLASSIFICATION: AutoModelForSequenceClassification,
+    Task.QUESTION_ANSWERING: AutoModelForQuestionAnswering,
+    Task.EMBEDDING: AutoModel,
+}
 
 
 @dataclass
@@ -56,8 +69,10 @@ class LoadedModel:
     device: torch.device
     #: The dtype of its weights.
     dtype: torch.dtype
-    #: Longest sequence, in tokens, that the model accepts.
+    #: Longest sequence, in tokens, that the model accepts (an embedding model's sentence-transformers limit).
     max_length: int
+    #: How token vectors become sentence vectors: set for the embedding task only.
+    sentence: SentenceConfig | None = None
 
 
 @cache
@@ -81,16 +96,21 @@ def resolve_dtype(requested: str, device: torch.device | str) -> torch.dtype:
     return torch.bfloat16 if cpu_supports_bf16() else torch.float32
 
 
-def detect_task(config: PretrainedConfig, name: str) -> Task:
-    """Find the task from the config's ``architectures``."""
+def detect_task(config: PretrainedConfig, name: str, *, sentence_transformers: bool = False) -> Task:
+    """Find the task from the config's ``architectures``; a task head wins over sentence-transformers files."""
     architectures = list(getattr(config, "architectures", None) or [])
     if any(a.endswith("ForSequenceClassification") for a in architectures):
         return Task.CLASSIFICATION
     if any(a.endswith("ForQuestionAnswering") for a in architectures):
         return Task.QUESTION_ANSWERING
+    # A bare model class (BertModel), not one with a head (ForMaskedLM, LMHeadModel) nor an encoder-decoder.
+    bare = any(a.endswith("Model") and "For" not in a and "Head" not in a for a in architectures)
+    if sentence_transformers or (bare and not getattr(config, "is_encoder_decoder", False)):
+        return Task.EMBEDDING
     raise ModelLoadError(
         f"model '{name}' has no supported head: its config lists architectures {architectures or 'none'}, "
-        "but Assay serves models with a ...ForSequenceClassification or ...ForQuestionAnswering head"
+        "but Assay serves models with a ...ForSequenceClassification or ...ForQuestionAnswering head, "
+        "sentence-transformers models and bare encoders (embeddings)"
     )
 
 
@@ -105,30 +125,47 @@ def load_model(
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"model '{name}' asks for device 'cuda', but no CUDA device is available")
     torch_device = torch.device(device)
+    sentence = read_sentence_config(source)
+    # Old sentence-transformers models keep the transformer in a subfolder named by modules.json.
+    subfolder = sentence.subfolder if sentence else ""
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(source, subfolder=subfolder, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"cannot load model '{name}': {_first_line(exc)}") from None
-    task = detect_task(config, name)
+    task = detect_task(config, name, sentence_transformers=sentence is not None)
+    if task is not Task.EMBEDDING:
+        sentence = None
+    elif sentence is None:
+        # A bare encoder: mean pooling (sentence-transformers' default for a plain model), normalized so that its
+        # vectors are unit length like those of most sentence-transformers models.
+        sentence = SentenceConfig()
     torch_dtype = resolve_dtype(dtype, torch_device)
-    auto_class = (
-        AutoModelForSequenceClassification if task is Task.CLASSIFICATION else AutoModelForQuestionAnswering
-    )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, use_fast=True)
-        model = auto_class.from_pretrained(source, config=config, trust_remote_code=False, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source, subfolder=subfolder, trust_remote_code=False, use_fast=True)
+        model = AUTO_CLASSES[task].from_pretrained(
+            source, subfolder=subfolder, config=config, trust_remote_code=False, dtype=torch_dtype
+        )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"cannot load model '{name}': {_first_line(exc)}") from None
     if not tokenizer.is_fast:
         raise ModelLoadError(f"model '{name}' has no fast tokenizer (tokenizer.json); Assay needs one")
+    if sentence is not None and sentence.do_lower_case:
+        _lowercase_inputs(tokenizer)
     model.to(torch_device).eval()
-    model_max = _model_max_length(config, tokenizer)
-    max_length = min(max_sequence_length, model_max) if max_sequence_length else model_max
+    limits = [_model_max_length(config, tokenizer), max_sequence_length, sentence.max_seq_length if sentence else None]
+    max_length = min(limit for limit in limits if limit)
     log.info("loaded %s (%s) on %s in %s, max length %d", name, task.value, device, torch_dtype, max_length)
     return LoadedModel(
         name=name, task=task, tokenizer=tokenizer, model=model, config=config,
-        device=torch_device, dtype=torch_dtype, max_length=max_length,
+        device=torch_device, dtype=torch_dtype, max_length=max_length, sentence=sentence,
     )
+
+
+def _lowercase_inputs(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Lowercase before the tokenizer's own normalizer, as sentence-transformers does for do_lower_case."""
+    backend = tokenizer.backend_tokenizer
+    steps = [normalizers.Lowercase()] + ([backend.normalizer] if backend.normalizer is not None else [])
+    backend.normalizer = normalizers.Sequence(steps)
 
 
 def _model_max_length(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> int:

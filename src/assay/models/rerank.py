@@ -1,8 +1,9 @@
-"""Reranking with a cross-encoder: one relevance score per (query, document) pair.
+"""Reranking: one relevance score per (query, document) pair.
 
-The score is the sigmoid of the model's single logit (what Cohere, Jina and text-embeddings-inference return
-as relevance), or the raw logit on request. Long documents can be split into overlapping chunks, each scored
-with the query; a document then scores as its best chunk.
+With a cross-encoder the score is the sigmoid of the model's single logit (what Cohere, Jina and
+text-embeddings-inference return as relevance), or the raw logit on request; with an embedding model it is the
+cosine of the two embeddings (models/embedding.py). Long documents can be split into overlapping chunks, each
+scored with the query; a document then scores as its best chunk.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import numpy as np
 from assay.errors import InvalidInput
 from assay.models.labels import sigmoid
 
+#: Tokens shared by neighbouring chunks of a long document, so that no passage is only ever seen cut in two.
+CHUNK_OVERLAP = 64
+
 
 @dataclass(frozen=True)
 class RerankOptions:
@@ -22,7 +26,7 @@ class RerankOptions:
 
     #: What these options ask for, in words (for the error a task that cannot do it raises).
     purpose: ClassVar[str] = "rerank documents"
-    #: Return the logit itself instead of its sigmoid.
+    #: Return the logit itself instead of its sigmoid (cross-encoders; an embedding model's cosine is never squashed).
     raw_scores: bool = False
     #: Split documents longer than the window into overlapping chunks and keep the best chunk's score.
     chunked: bool = False

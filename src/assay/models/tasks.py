@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from assay.models.adapter import TaskAdapter
 from assay.models.classification import ClassificationAdapter
+from assay.models.embedding import EmbeddingAdapter
 from assay.models.loading import LoadedModel, Task, load_model
 from assay.models.question_answering import QuestionAnsweringAdapter
 
@@ -12,6 +13,8 @@ def adapter_for(loaded: LoadedModel) -> TaskAdapter:
     """The adapter that serves this model's task."""
     if loaded.task is Task.QUESTION_ANSWERING:
         return QuestionAnsweringAdapter(loaded)
+    if loaded.task is Task.EMBEDDING:
+        return EmbeddingAdapter(loaded)
     return ClassificationAdapter(loaded)
 
 

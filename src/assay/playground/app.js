@@ -60,7 +60,7 @@ function el(tag, attrs = {}, ...children) {
 
 function formsFor(group) {
   if (group.task === "question_answering") return ["qa"];
-  if (group.task === "embedding") return ["embed"];
+  if (group.task === "embedding") return ["embed", "rerank"];
   if (group.task !== "classification") return [];
   const forms = [];
   if (group.reranker) forms.push("rerank");
