@@ -14,6 +14,7 @@ from assay import builtin
 from assay.errors import ModelLoadError
 from training import datasets
 from training.evaluate import classification_accuracy, qa_answers, squad_scores
+from training.evaluate_rerank import rerank_mrr
 
 #: (model, held-out sample, floor on it). The samples are fixed, so the figures are too; the floors sit a little
 #: under the full held-out figures in the catalog (a sample of a few hundred is noisier than the whole set).
@@ -71,6 +72,13 @@ def test_qa_answers_held_out_questions(cache: Path) -> None:
     questions = held_out[::4][:60]
     scores = squad_scores(qa_answers("builtin:qa", questions, "float32"), questions)
     assert scores["f1"] >= 0.25, scores
+
+
+def test_embed_reranks_held_out_questions_against_their_articles() -> None:
+    _, held_out = datasets.xquad_split()
+    assert builtin.resolve("builtin:embed") == str(builtin.base_model_path())  # served as packaged, no assembly
+    result = rerank_mrr("builtin:embed", held_out[::3], "float32")
+    assert result["mrr_at_10"] >= 0.90, result
 
 
 def test_assembly_happens_once_and_a_corrupted_cache_is_rebuilt(cache: Path) -> None:
