@@ -25,7 +25,8 @@ def test_defaults():
     assert config.server.management_port == 3001
     assert config.server.management_host == "127.0.0.1"
     assert config.server.openai_port == 3003
-    assert config.readers == []
+    assert [r.model_name for r in config.readers] == [f"builtin:{m}" for m in
+                                                      ("embed", "sentiment", "nli", "qa", "question-type")]
 
 
 def test_openai_port_from_manifest_environment_and_flag(tmp_path):

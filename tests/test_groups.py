@@ -30,6 +30,11 @@ def test_groups_lists_every_group_with_what_its_model_accepts(server, models):
         config = json.loads((models[name] / "config.json").read_text())
         assert (group["model_name"], group["dtype"], group["status"]) == (str(models[name]), "float32", "ready")
         assert (group["readers"], group["ready_readers"], group["error"]) == (1, 1, None)
+        if config["architectures"][0].endswith("Model"):  # an embedding model: pairs score by cosine
+            assert group["task"] == "embedding"
+            assert (group["num_labels"], group["labels"], group["reranker"], group["zero_shot"]) == (
+                None, None, True, False)
+            continue
         if config["architectures"][0].endswith("ForQuestionAnswering"):
             assert group["task"] == "question_answering"
             assert (group["num_labels"], group["labels"], group["reranker"], group["zero_shot"]) == (
