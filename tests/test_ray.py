@@ -8,6 +8,7 @@ does can reach another address. One server (a local Ray instance) is shared by t
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -26,7 +27,9 @@ PAIRS = [["What colour is the dog?", "The puppy is light blue."], ["What colour 
 #: consumer group -> test model; rerank has two readers.
 GROUPS = {"primary": "tiny-distilbert", "roberta": "tiny-roberta", "rerank": "minilm-reranker"}
 #: Environment of the server and of every Ray process it starts.
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
+#: Ray's token authentication with a token of this run's own (nothing written to ~/.ray).
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(16)}
 
 
 def close(row: list[float], expected: list[float], tol: float = 1e-4) -> bool:
