@@ -54,9 +54,11 @@ def ray_server(models, loopback, tmp_path_factory) -> Iterator[RunningServer]:
         "ro1": {**reader, "model_name": str(models["tiny-roberta"]), "consumer_group": "roberta"},
         "r1": {**reader, "model_name": str(models["minilm-reranker"]), "consumer_group": "rerank", "max_batch_size": 8},
         "r2": {**reader, "model_name": str(models["minilm-reranker"]), "consumer_group": "rerank", "max_batch_size": 8},
+        "auto1": {**reader, "model_name": str(models["tiny-roberta"]), "consumer_group": "auto"},
     }
+    autoscaling = {"auto": {"min_replicas": 1, "max_replicas": 2, "target_queue_length": 4}}
     running = start_server(tmp_path_factory.mktemp("ray"), readers=readers, args=["--ray"], env=RAY_ENV,
-                           server_config={"ray_replica_cpus": 0.25}, timeout=300)
+                           server_config={"ray_replica_cpus": 0.25, "ray_autoscaling": autoscaling}, timeout=300)
     yield running
     assert running.stop(timeout=120) == 0, running.log()[-5000:]
 
@@ -86,7 +88,7 @@ def test_ray_lives_on_the_loopback_only(ray_server, loopback):
     assert loopback.addresses() == ["127.0.0.1"]
     listing = httpx.get(ray_server.management_url + "/reader_groups").json()
     replicas = [reader for group in listing.values() for reader in group]
-    assert len(replicas) == 4
+    assert len(replicas) == 5
     assert {reader["node_ip"] for reader in replicas} == {"127.0.0.1"}
     assert "Ray" in ray_server.log() and "127.0.0.1" in ray_server.log()
 
@@ -118,7 +120,7 @@ def test_reranker_pairs_and_the_default_group(ray_server, client, models):
 def test_inference_port_reports_groups_health_and_errors(ray_server):
     assert httpx.get(ray_server.url + "/healthz").json() == {"status": "ok"}
     groups = {g["name"]: g for g in httpx.get(ray_server.url + "/groups").json()["groups"]}
-    assert set(groups) == set(GROUPS)
+    assert set(groups) == {*GROUPS, "auto"}
     assert groups["rerank"]["readers"] == 2 and groups["rerank"]["ready_readers"] == 2
     assert groups["rerank"]["reranker"] is True and groups["rerank"]["task"] == "classification"
     assert groups["primary"]["dtype"] == "float32"
@@ -178,6 +180,18 @@ def test_management_errors(ray_server, models):
                                                  "max_batch_size": 4})
     assert response.status_code == 409 and "max_batch_size=8" in response.json()["error"]["message"]
     assert sorted(readers(ray_server, "rerank")) == ["r1", "r2"]
+
+
+def test_an_autoscaled_group_serves_and_its_readers_are_ray_serves_to_manage(ray_server, client, models):
+    listing = readers(ray_server, "auto")
+    assert list(listing) == ["auto1"] and listing["auto1"]["status"] == "ready"
+    row = client.classify(TEXTS[0], consumer_group="auto")["result"]
+    assert close(row, reference_logits(models["tiny-roberta"], TEXTS[0]))
+    url = ray_server.management_url
+    response = httpx.post(url + "/reader", json={"model_name": str(models["tiny-roberta"]), "consumer_group": "auto"})
+    assert response.status_code == 409 and "autoscales between 1 and 2" in response.json()["error"]["message"]
+    response = httpx.delete(url + "/reader/auto1")
+    assert response.status_code == 409
 
 
 def test_a_reader_that_fails_to_load_never_serves(ray_server, tmp_path):
