@@ -68,18 +68,20 @@ def start_server(
     timeout: float = 180,
     launcher: list[str] | None = None,
     cwd: Path | None = None,
+    server_config: dict | None = None,
 ) -> RunningServer:
     """Start ``assay serve`` (with a manifest when ``readers`` is given) and wait for /healthz.
 
     ``launcher`` replaces ``-m assay.cli`` (tests/faulty_server.py injects faults into a real server); ``cwd`` is
-    where relative model folders are found.
+    where relative model folders are found; ``server_config`` goes into the manifest beside ``readers``.
     """
     port, management_port, openai_port = free_port(), free_port(), free_port()
     command = [sys.executable, *(launcher or ["-m", "assay.cli"]), "serve", "--host", "127.0.0.1", "--port", str(port),
                "--management-port", str(management_port), "--openai-port", str(openai_port), *(args or [])]
     if readers is not None:
         manifest = tmp / f"manifest-{port}.yaml"
-        manifest.write_text(yaml.safe_dump({"takeoff": {"readers_config": readers}}))
+        body = {"readers_config": readers, **({"server_config": server_config} if server_config else {})}
+        manifest.write_text(yaml.safe_dump({"takeoff": body}))
         command += ["--config", str(manifest)]
     log_path = tmp / f"server-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TAKEOFF_")}

@@ -150,3 +150,30 @@ def test_bad_manifest_exits_with_its_message(tmp_path):
     path = manifest(tmp_path, {"takeoff": {"server_config": {"prot": 1}}})
     result = run_cli("serve", "--config", path, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2 and "unknown key 'prot'" in result.stderr
+
+
+def test_ray_flag_and_manifest_settings(tmp_path):
+    from assay.cli import ray_flags
+
+    assert ray_flags(None) == {}
+    assert ray_flags("") == {"ray": True, "ray_address": None}
+    config = build_config(config_file=None, server_flags=ray_flags("10.0.0.1:6379"), reader_flags={}, environ={})
+    assert config.server.ray and config.server.ray_address == "10.0.0.1:6379"
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "takeoff:\n  server_config:\n    ray_address: auto\n    ray_replica_cpus: 0.5\n"
+        "    ray_autoscaling: {rerank: {min_replicas: 1, max_replicas: 3, target_queue_length: 4}}\n"
+        "  readers_config:\n    r: {model_name: /m}\n"
+    )
+    config = build_config(config_file=str(manifest), server_flags={}, reader_flags={}, environ={})
+    assert config.server.ray and config.server.ray_replica_cpus == 0.5
+    assert config.server.ray_autoscaling["rerank"].max_replicas == 3
+    manifest.write_text("takeoff:\n  server_config:\n    ray_autoscaling: {g: {min_replicas: 3, max_replicas: 2}}\n")
+    with pytest.raises(ConfigError, match="max_replicas"):
+        build_config(config_file=str(manifest), server_flags={}, reader_flags={}, environ={})
+
+
+def test_the_single_machine_server_never_imports_ray():
+    code = ("import sys, assay.cli, assay.server, assay.api.inference, assay.api.management; "
+            "assert not any(m == 'ray' or m.startswith('ray.') for m in sys.modules), 'ray imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

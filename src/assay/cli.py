@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, field, env, typ, text in SERVER_FLAGS:
         default = _default(ServerConfig, field)
         serve.add_argument(flag, dest=field, type=typ, default=None, help=f"{text} (default: {default}; env {env})")
+    serve.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="run the readers on a Ray cluster (Ray Serve): join ADDRESS (e.g. 10.0.0.1:6379 or auto), "
+                       "or start a local Ray instance without one; needs the ray extra (pip install assay[ray])")
     serve.add_argument("--config", dest="config_file", default=None,
                        help="a Takeoff manifest (YAML) with server_config and readers_config (env TAKEOFF_CONFIG_FILE)")
     serve.add_argument("--log-level", default=os.environ.get("ASSAY_LOG_LEVEL", "info"),
@@ -95,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def ray_flags(value: str | None) -> dict[str, Any]:
+    """``--ray`` alone starts a local Ray instance; ``--ray ADDRESS`` joins a cluster; absent leaves the config."""
+    if value is None:
+        return {}
+    return {"ray": True, "ray_address": value or None}
+
+
 def serve_command(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -102,7 +112,7 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         config = build_config(
             config_file=args.config_file,
-            server_flags={field: getattr(args, field) for _, field, *_ in SERVER_FLAGS},
+            server_flags={**{field: getattr(args, field) for _, field, *_ in SERVER_FLAGS}, **ray_flags(args.ray)},
             reader_flags={field: getattr(args, field) for _, field, *_ in READER_FLAGS},
         )
     except ConfigError as exc:
@@ -118,6 +128,10 @@ def serve_command(args: argparse.Namespace) -> int:
     # One request's texts are tokenized in one call; parallelism comes from the worker pool and the readers'
     # torch threads, and tokenizer threads on top of those would only oversubscribe the cores.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if config.server.ray:
+        from assay.distributed.cluster import serve_on_ray  # Ray is imported only here
+
+        return serve_on_ray(config, log_level=args.log_level)
     from assay.server import serve  # heavy imports (torch, transformers) only when serving
 
     asyncio.run(serve(config, log_level=args.log_level))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from assay import builtin
 from assay.errors import ConfigError
@@ -85,6 +85,25 @@ class ReaderConfig(BaseModel):
             raise ConfigError(f"{where}: {describe_validation_error(exc)}") from None
 
 
+class GroupAutoscaling(BaseModel):
+    """With --ray: Ray Serve scales one consumer group's replicas between these bounds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(1, ge=1, description="Fewest replicas (readers) of the group.")
+    max_replicas: int = Field(ge=1, description="Most replicas (readers) of the group.")
+    target_queue_length: float = Field(
+        2.0, gt=0, description="Requests queued or running per replica that Ray Serve scales to keep (its "
+        "target_ongoing_requests)."
+    )
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> GroupAutoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be at least min_replicas")
+        return self
+
+
 class ServerConfig(BaseModel):
     """Process-wide settings: ports, limits, security."""
 
@@ -109,6 +128,20 @@ class ServerConfig(BaseModel):
     model_roots: list[str] = Field(
         default_factory=list, description="When set, readers added at run time may load local folders only below these."
     )
+    ray: bool = Field(False, description="Run the readers as replicas of Ray Serve deployments on a Ray cluster.")
+    ray_address: str | None = Field(
+        None, description="The Ray cluster to join (implies ray); none: start a local Ray instance."
+    )
+    ray_replica_cpus: float = Field(1.0, ge=0, description="CPUs Ray reserves for each reader replica.")
+    ray_autoscaling: dict[str, GroupAutoscaling] = Field(
+        default_factory=dict, description="Consumer group -> replica bounds and target queue length (with ray)."
+    )
+
+    @model_validator(mode="after")
+    def _address_means_ray(self) -> ServerConfig:
+        if self.ray_address:
+            self.ray = True
+        return self
 
 
 class AssayConfig(BaseModel):
@@ -146,7 +179,7 @@ READER_ENV = {
 }
 
 #: Server settings from TAKEOFF_* variables, by field name (Takeoff's own names where it has one).
-SERVER_ENV = {name: f"TAKEOFF_{name.upper()}" for name in ServerConfig.model_fields}
+SERVER_ENV = {name: f"TAKEOFF_{name.upper()}" for name in ServerConfig.model_fields if name != "ray_autoscaling"}
 
 
 def load_manifest(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:

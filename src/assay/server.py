@@ -44,7 +44,25 @@ def build_state(config: AssayConfig) -> ServerState:
 async def serve(config: AssayConfig, *, log_level: str = "info") -> None:
     """Serve until a signal asks to stop, then drain."""
     state = build_state(config)
-    server_cfg = config.server
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await run_apps(state, stop, log_level=log_level)
+    finally:
+        await loop.run_in_executor(None, state.registry.close)
+    log.info("stopped")
+
+
+async def run_apps(state: ServerState, stop: asyncio.Event, *, log_level: str = "info",
+                   started: asyncio.Event | None = None) -> None:
+    """Serve the three apps over ``state`` until ``stop`` is set, then drain accepted requests.
+
+    The one way the apps are run: by ``serve`` in this process, and by the Ray ingress over a RayRegistry.
+    ``started`` is set once every app listens.
+    """
+    server_cfg = state.config
     servers = [
         _QuietSignalsServer(uvicorn.Config(
             create_inference_app(state), host=server_cfg.host, port=server_cfg.port, log_level=log_level,
@@ -59,20 +77,24 @@ async def serve(config: AssayConfig, *, log_level: str = "info") -> None:
             access_log=False, timeout_graceful_shutdown=server_cfg.drain_timeout_seconds, lifespan="off",
         )),
     ]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(server.serve()) for server in servers]
-    log.info(
-        "Assay listening: inference http://%s:%d, management http://%s:%d, OpenAI-compatible http://%s:%d",
-        server_cfg.host, server_cfg.port, server_cfg.management_host, server_cfg.management_port,
-        server_cfg.host, server_cfg.openai_port,
-    )
     stopped = asyncio.create_task(stop.wait())
+    while not all(server.started for server in servers) and not any(task.done() for task in tasks):
+        await asyncio.sleep(0.02)
+    if all(server.started for server in servers):
+        log.info(
+            "Assay listening: inference http://%s:%d, management http://%s:%d, OpenAI-compatible http://%s:%d",
+            server_cfg.host, server_cfg.port, server_cfg.management_host, server_cfg.management_port,
+            server_cfg.host, server_cfg.openai_port,
+        )
+        if started is not None:
+            started.set()
     done, _ = await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)
     for task in done:
         if task is not stopped and task.exception() is not None:
+            for server in servers:
+                server.should_exit = True
+            stopped.cancel()
             raise task.exception()  # a server failed to start (port taken...)
     log.info("shutting down: refusing new requests, finishing %d in flight", state.in_flight)
     state.accepting = False
@@ -84,5 +106,3 @@ async def serve(config: AssayConfig, *, log_level: str = "info") -> None:
     for server in servers:
         server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
-    await loop.run_in_executor(None, state.registry.close)
-    log.info("stopped")

@@ -57,12 +57,9 @@ def create_inference_app(state: ServerState) -> FastAPI:
     @app.get("/healthz", response_model=HealthResponse, responses={503: ERROR_RESPONSES[503]})
     async def healthz() -> JSONResponse:
         """200 once every consumer group has a ready reader; 503 while loading or shutting down."""
-        groups = registry.groups
         if not state.accepting:
             return JSONResponse({"status": "shutting_down"}, status_code=503)
-        ready = bool(groups) and all(
-            any(r.status.value == "ready" for r in g.readers.values()) for g in groups.values()
-        )
+        ready = registry.serving()
         return JSONResponse({"status": "ok" if ready else "loading"}, status_code=200 if ready else 503)
 
     @app.get("/status")

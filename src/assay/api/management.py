@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -59,20 +58,17 @@ def create_management_app(state: ServerState) -> FastAPI:
         """Add a reader; its model loads in the background and it serves once loaded (see its status)."""
         reader_config = ReaderConfig.from_mapping(config, where="reader config")
         check_model_root(reader_config.model_name, state.config.model_roots)
-        reader = registry.add_reader(reader_config)
-        return JSONResponse(reader.describe(), status_code=201)
+        return JSONResponse(await registry.create_reader(reader_config), status_code=201)
 
     @app.delete("/reader/{reader_id}", responses={404: ERROR_RESPONSES[404]})
     async def delete_reader(reader_id: str) -> JSONResponse:
         """Stop taking new work, finish the batch in hand, unload; returns once the reader has stopped."""
-        reader = registry.remove_reader(reader_id)
-        await asyncio.get_running_loop().run_in_executor(None, reader.join, 60.0)
-        return JSONResponse({"reader_id": reader_id, "status": reader.status.value})
+        return JSONResponse(await registry.delete_reader(reader_id))
 
     @app.get("/config/{reader_id}", responses={404: ERROR_RESPONSES[404]})
     async def reader_config(reader_id: str) -> JSONResponse:
         """The reader's effective config."""
-        return JSONResponse(registry.reader(reader_id).config.model_dump())
+        return JSONResponse(registry.reader_config(reader_id))
 
     @app.get("/status")
     async def status() -> JSONResponse:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from assay.config import ServerConfig
-from assay.engine.registry import ReaderRegistry
+from assay.engine.backend import Registry
 
 
 @dataclass
 class ServerState:
     """Shared by the inference, management and OpenAI-compatible apps of one server."""
 
-    #: Every reader and group.
-    registry: ReaderRegistry
+    #: Every reader and group: a ReaderRegistry, or a RayRegistry with --ray.
+    registry: Registry
     #: Ports, limits, security.
     config: ServerConfig
     #: False once shutdown has begun: new inference requests get 503.

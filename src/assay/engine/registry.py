@@ -104,6 +104,23 @@ class ReaderRegistry:
             raise NotFound(f"consumer group '{name}' does not exist; existing groups: {known}")
         return group
 
+    async def create_reader(self, config: ReaderConfig) -> dict[str, Any]:
+        return self.add_reader(config).describe()
+
+    async def delete_reader(self, reader_id: str) -> dict[str, Any]:
+        """Remove the reader and wait (off the event loop) until it has finished its batch in hand and unloaded."""
+        reader = self.remove_reader(reader_id)
+        await asyncio.get_running_loop().run_in_executor(None, reader.join, 60.0)
+        return {"reader_id": reader_id, "status": reader.status.value}
+
+    def reader_config(self, reader_id: str) -> dict[str, Any]:
+        return self.reader(reader_id).config.model_dump()
+
+    def serving(self) -> bool:
+        return bool(self.groups) and all(
+            any(r.status is ReaderStatus.READY for r in g.readers.values()) for g in self.groups.values()
+        )
+
     def reader(self, reader_id: str) -> Reader:
         reader = self.readers.get(reader_id)
         if reader is None:
