@@ -34,7 +34,7 @@ SCREENSHOTS = Path(os.environ.get("ASSAY_SCREENSHOTS", ROOT / "docs" / "img"))
 TOKEN = "playground-token"
 #: consumer group -> test model; "distilbert" is removed during the error test (a group that no longer exists).
 GROUPS = {"primary": "minilm-classifier", "rerank": "minilm-reranker", "nli": "minilm-nli", "qa": "minilm-qa",
-          "distilbert": "tiny-distilbert"}
+          "distilbert": "tiny-distilbert", "embed": "minilm-embed"}
 #: Low limits, so that a form can run into them: a 1000-byte text, 8 queued inputs per group.
 LIMITS = {"TAKEOFF_MAX_PROMPT_STRING_BYTES": "1000", "TAKEOFF_MAX_QUEUED_REQUESTS": "8",
           "TAKEOFF_MANAGEMENT_TOKEN": TOKEN}
@@ -346,34 +346,26 @@ def test_question_answering_form_highlights_the_answer_in_the_context(page, play
     screenshot(page, "qa")
 
 
-def test_embeddings_form_follows_the_embed_contract(page, playground):
-    """POST /embed comes with the embedding branch; until then its contract is served here by the test."""
+def test_embeddings_form_shows_the_cosine_heat_map_of_the_served_vectors(page, playground):
     sentences = ["A man is eating food.", "A man eats bread.", "The sky is blue."]
-    vectors = [[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]]
-    group = {"name": "embed", "model_name": "models/minilm-embed", "task": "embedding", "dtype": "float32",
-             "status": "ready", "readers": 1, "ready_readers": 1, "max_sequence_length": 512, "error": None,
-             "num_labels": None, "labels": None, "reranker": False, "zero_shot": False}
-    sent: list[Any] = []
-
-    def embed(route: Any) -> None:
-        sent.append(json.loads(route.request.post_data or "null"))
-        route.fulfill(status=200, content_type="application/json", body=json.dumps({"result": vectors}))
-
-    page.route(playground.url + "/groups", lambda route: route.fulfill(
-        status=200, content_type="application/json", body=json.dumps({"groups": [group]})))
-    page.route(playground.url + "/embed", embed)
     open_playground(page, playground)
-    assert page.locator("#form-embed").is_visible()
+    choose(page, "embed", "embed")  # an embedding group offers the embeddings form and, by cosine, reranking
+    assert page.locator("#choice-rerank").count() == 1
     field(page, "embed", "Sentences").fill("\n".join(sentences))
     submit(page, "embed")
-    assert sent == [{"text": sentences, "consumer_group": "embed"}]
+
+    body = {"text": sentences, "consumer_group": "embed"}
+    answer = api(playground, "/embed", body).json()
+    vectors = answer["result"]
+    expected = [[sum(x * y for x, y in zip(a, b, strict=True)) for b in vectors] for a in vectors]
     cells = page.eval_on_selector_all("#result .heatmap tbody tr", """rows => rows.map(row =>
         [...row.querySelectorAll('td.heat')].map(cell => [Number(cell.dataset.value), cell.textContent]))""")
-    expected = [[sum(x * y for x, y in zip(a, b, strict=True)) for b in vectors] for a in vectors]
-    assert [value for row in cells for value, _ in row] == pytest.approx([v for row in expected for v in row])
+    assert [value for row in cells for value, _ in row] == pytest.approx([v for row in expected for v in row],
+                                                                         abs=1e-5)
     assert [[text for _, text in row] for row in cells] == [[f"{v:.2f}" for v in row] for row in expected]
-    python = page.locator("#calls code[data-snippet=python]").text_content() or ""
-    assert f'httpx.post("{playground.url}/embed", json={{"text": {json.dumps(sentences)}' in python
+    assert expected[0][1] > expected[0][2]  # the two sentences about eating are the closest pair
+    check_call(page, playground, 0, "/embed", body, answer)
+    screenshot(page, "embed")
 
 
 # ------------------------------------------------------------------------------------------------ errors
