@@ -122,6 +122,16 @@ def test_no_model_configured_serves_the_builtin_groups_with_the_batching_setting
     assert all(r.max_batch_size == 8 for r in config.readers)
 
 
+def test_models_command_lists_each_builtin_with_its_group_and_held_out_figures():
+    out = run_cli("models").stdout
+    for name, group, figure in [("embed", "primary", "mrr_at_10_float32"),
+                                ("sentiment", "sentiment", "accuracy_float32"), ("nli", "nli", "accuracy_float32"),
+                                ("qa", "qa", "f1_float32"), ("question-type", "question-type", "accuracy_float32")]:
+        line = next(line for line in out.splitlines() if line.startswith(f"builtin:{name} "))
+        assert f"default group '{group}'" in line
+        assert figure in out.split(f"builtin:{name} ", 1)[1].split("builtin:", 1)[0]
+
+
 def test_a_group_without_a_model_is_an_error_naming_the_model_settings():
     with pytest.raises(ConfigError, match="TAKEOFF_CONSUMER_GROUP.*--model or TAKEOFF_MODEL_NAME"):
         build_config(config_file=None, server_flags={}, reader_flags={"consumer_group": "x"}, environ={})

@@ -87,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=25 * 60, help="seconds of training at most")
     parser.add_argument("--no-publish", action="store_true", help="train and evaluate only")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     r = recipe(args.name)
     settings = r.settings
     for field in ("epochs", "learning_rate", "rank"):

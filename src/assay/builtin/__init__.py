@@ -162,7 +162,7 @@ def assemble(entry: BuiltinModel, folder: Path, *, weights_path: Path | None = N
         raise ModelLoadError(f"built-in model '{entry.name}': {weights_path} does not match its checksum; "
                              "reinstall Assay")
     base = base_model_path()
-    state = _merged_state(base, weights_path, entry.architecture or "")
+    state = _merged_state(base, weights_path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=folder.parent))
     try:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -191,11 +191,10 @@ def assemble(entry: BuiltinModel, folder: Path, *, weights_path: Path | None = N
     return checksum
 
 
-def _merged_state(base: Path, weights_path: Path, architecture: str) -> dict[str, torch.Tensor]:
-    """Base weights (under the task model's prefix) plus scale x B @ A per adapted layer, plus the head."""
-    prefix = "distilbert." if architecture.startswith("DistilBert") else "bert."
+def _merged_state(base: Path, weights_path: Path) -> dict[str, torch.Tensor]:
+    """Base weights (under BERT task models' ``bert.`` prefix) plus scale x B @ A per adapted layer, plus the head."""
     with safe_open(str(base / "model.safetensors"), "pt") as handle:
-        state = {prefix + key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        state = {"bert." + key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     with safe_open(str(weights_path), "pt") as handle:
         scale = float(handle.metadata()["lora_scale"])
         keys = list(handle.keys())
