@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from assay.engine.queue import BatchPolicy, plan_batches
 from assay.models.adapter import Features, InputKind, Inputs, pad_batch
 from assay.models.classification import ClassificationAdapter
 from assay.models.loading import load_model
@@ -110,3 +111,22 @@ def one_request_seconds(adapter: ClassificationAdapter, pairs: list[tuple[str, s
             adapter.forward(padded)
         times.append(time.perf_counter() - started)
     return times
+
+
+def server_batches_seconds(adapter: ClassificationAdapter, pairs: list[tuple[str, str]], policy: BatchPolicy) -> float:
+    """One request's pairs in exactly the batches a reader of an idle server takes (``plan_batches``): tokenize,
+    pad, forward. The strictest in-process reference for a lone request: only HTTP, queue and JSON are missing."""
+    started = time.perf_counter()
+    features = encode(adapter, pairs)
+    lengths = [len(ids) for ids in features.input_ids]
+    types = features.token_type_ids
+    with torch.inference_mode():
+        for batch in plan_batches(lengths, policy):
+            padded = pad_batch(
+                [features.input_ids[i] for i in batch],
+                [types[i] for i in batch] if types is not None else None,
+                adapter.pad_token_id,
+                adapter.loaded.device,
+            )
+            adapter.forward(padded)
+    return time.perf_counter() - started

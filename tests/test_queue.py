@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from assay.engine.queue import BatchPolicy, TokenBudgetQueue
+from assay.engine.queue import BatchPolicy, TokenBudgetQueue, plan_batches
 from assay.engine.work import Ticket, WorkItem
 from assay.errors import Overloaded
 from assay.models.adapter import pad_batch
@@ -57,6 +57,21 @@ def test_a_batch_groups_similar_lengths_and_skips_far_longer_items(loop):
         real += sum(i.length for i in batch)
     # One padded batch per 32 arrivals would waste ~50% here; length-grouped batches waste little.
     assert padded <= 1.15 * real
+
+
+def test_plan_batches_is_what_a_reader_takes_from_one_request(loop):
+    # The benchmark's low-load reference runs a request in-process in exactly the server's batches.
+    rng = np.random.default_rng(1)
+    lengths = [int(x) for x in rng.integers(10, 420, size=32)]
+    policy = BatchPolicy(max_batch_size=32, max_batch_tokens=16384, max_wait=0)
+    queue = TokenBudgetQueue("g", 10_000)
+    queue.put(items(loop, lengths))
+    taken = []
+    while len(queue):
+        taken.append(sorted(item.index for item in take(queue, policy)))
+    planned = plan_batches(lengths, policy)
+    assert [sorted(batch) for batch in planned] == taken
+    assert len(taken) > 1 and sorted(i for batch in planned for i in batch) == list(range(32))
 
 
 def test_the_oldest_item_is_always_in_the_next_batch(loop):

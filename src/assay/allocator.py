@@ -6,13 +6,31 @@ at most once a second when its queue runs dry, and every ``interval`` seconds un
 activations are hundreds of MB; trimming every 0.25 s rather than every 10 s kept a bf16 reader's RSS at 1.18 GiB
 at most over 600 requests instead of swinging to 2.1 GiB, at no measurable throughput cost; docs/performance.md).
 Elsewhere (macOS, musl) this is a no-op.
+
+The second source of growth is oneDNN, which runs bf16 matrix work on CPUs: it caches a compiled primitive for
+every input shape it meets (1,024 by default), and ideep (PyTorch's oneDNN layer) keeps its own per-shape cache
+(``LRU_CACHE_CAPACITY``, also 1,024). A server sees a new shape with almost every batch (batch size x padded
+length), so both caches grow for thousands of batches: a bf16 reader gained ~350 MB over 240 requests.
+``bound_kernel_caches`` caps them before the first model loads; measured, the RSS then stays flat at no
+throughput cost (docs/performance.md). float32 on CPU does not go through these caches.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import time
+
+#: Cache sizes set unless the environment already names them: ideep's per-shape cache holds one entry (it is
+#: refilled from oneDNN's), oneDNN's primitive cache 64 (a batch needs a handful of primitives, one per layer shape).
+KERNEL_CACHE_LIMITS = {"LRU_CACHE_CAPACITY": "1", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"}
+
+
+def bound_kernel_caches() -> None:
+    """Cap oneDNN's and ideep's per-shape caches (read when first used, so call this before a model runs)."""
+    for name, value in KERNEL_CACHE_LIMITS.items():
+        os.environ.setdefault(name, value)
 
 
 def _load_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]

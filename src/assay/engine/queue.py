@@ -122,33 +122,52 @@ class TokenBudgetQueue:
         if not self._items:
             return []
         window = self._items[:SELECTION_WINDOW]
-        order = sorted(range(len(window)), key=lambda i: window[i].length)
-        anchor = order.index(0)  # the oldest item (index 0) must be in the batch
-        chosen = [0]
-        longest = shortest = real = window[0].length
-        left, right = anchor - 1, anchor + 1
-        while len(chosen) < policy.max_batch_size and (left >= 0 or right < len(order)):
-            # Prefer the neighbour whose length is closest to the batch's current span.
-            take_left = right >= len(order) or (
-                left >= 0 and shortest - window[order[left]].length <= window[order[right]].length - longest
-            )
-            candidate = order[left] if take_left else order[right]
-            length = window[candidate].length
-            new_longest = max(longest, length)
-            padded = new_longest * (len(chosen) + 1)
-            if padded > policy.max_batch_tokens:
-                break
-            if padded > policy.min_batch_tokens and real + length < policy.min_fill * padded:
-                break
-            chosen.append(candidate)
-            longest = new_longest
-            shortest = min(shortest, length)
-            real += length
-            if take_left:
-                left -= 1
-            else:
-                right += 1
-        picked = set(chosen)
-        batch = [window[i] for i in sorted(chosen)]
+        picked = set(select_batch([item.length for item in window], policy))
+        batch = [window[i] for i in sorted(picked)]
         self._items = [item for i, item in enumerate(window) if i not in picked] + self._items[SELECTION_WINDOW:]
         return batch
+
+
+def select_batch(lengths: list[int], policy: BatchPolicy) -> list[int]:
+    """Indices of one batch from waiting items of these lengths (oldest first): the oldest, then its nearest
+    neighbours in length while the size, token and fill limits allow."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    anchor = order.index(0)  # the oldest item (index 0) must be in the batch
+    chosen = [0]
+    longest = shortest = real = lengths[0]
+    left, right = anchor - 1, anchor + 1
+    while len(chosen) < policy.max_batch_size and (left >= 0 or right < len(order)):
+        # Prefer the neighbour whose length is closest to the batch's current span.
+        take_left = right >= len(order) or (
+            left >= 0 and shortest - lengths[order[left]] <= lengths[order[right]] - longest
+        )
+        candidate = order[left] if take_left else order[right]
+        length = lengths[candidate]
+        new_longest = max(longest, length)
+        padded = new_longest * (len(chosen) + 1)
+        if padded > policy.max_batch_tokens:
+            break
+        if padded > policy.min_batch_tokens and real + length < policy.min_fill * padded:
+            break
+        chosen.append(candidate)
+        longest = new_longest
+        shortest = min(shortest, length)
+        real += length
+        if take_left:
+            left -= 1
+        else:
+            right += 1
+    return sorted(chosen)
+
+
+def plan_batches(lengths: list[int], policy: BatchPolicy) -> list[list[int]]:
+    """The batches a reader takes when items of these lengths are all waiting at once (one request on an idle
+    server): ``select_batch`` repeated until none is left. Indices into ``lengths``."""
+    waiting = list(range(len(lengths)))
+    batches = []
+    while waiting:
+        picked = select_batch([lengths[i] for i in waiting], policy)
+        batches.append([waiting[i] for i in picked])
+        taken = set(picked)
+        waiting = [index for i, index in enumerate(waiting) if i not in taken]
+    return batches

@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from assay import builtin
+from assay.allocator import bound_kernel_caches
 from assay.errors import ModelLoadError
 from assay.models.sentence_config import SentenceConfig, read_sentence_config
 
@@ -121,6 +122,7 @@ def load_model(
 
     ``name`` is a local folder, a hub id, or ``builtin:NAME`` (assembled into the cache on first use).
     """
+    bound_kernel_caches()  # before any model in this process runs (a reader's RSS grows with shapes otherwise)
     source = builtin.resolve(name)
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"model '{name}' asks for device 'cuda', but no CUDA device is available")
