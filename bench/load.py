@@ -24,12 +24,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process, from /proc/PID/status (VmRSS, in kB)."""
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of a process, from /proc/PID/status (VmRSS, in kB); VmHWM is its peak."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Restart VmHWM (the peak resident size) from the current RSS (Linux: clear_refs 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 class Server:

@@ -22,7 +22,7 @@ import torch
 
 from assay.engine.queue import BatchPolicy
 from bench import ceiling
-from bench.load import Server, closed_loop
+from bench.load import Server, closed_loop, reset_peak_rss, rss_bytes
 from bench.model import DEFAULT_FOLDER, ensure_model
 from bench.workload import make_requests, pairs_of
 
@@ -167,16 +167,22 @@ def bench_dtype(args: argparse.Namespace, dtype: str, folder: str, log: Any) -> 
                 f"max {low_load['overhead_vs_same_batches_max_ms']:+.1f} ms)")  # fmt: skip
         del adapter
         gc.collect()
-        if args.memory_requests and dtype == args.memory_dtype:
+        if args.memory_requests and dtype in args.memory_dtype:
             memory_requests = make_requests(args.memory_requests, seed=args.seed + 3)
             log(f"[{dtype}] memory run: {args.memory_requests} requests at concurrency {args.concurrency}")
+            reset_peak_rss(server.pid)  # the peak between samples, not the one of loading the model
             run = closed_loop(server.url, memory_requests, args.concurrency, pid=server.pid, rss_every=10)
+            peak = rss_bytes(server.pid, "VmHWM")
             early = min(500, args.memory_requests // 4)
             after_early = next(rss for done, rss in run.rss if done >= early)
             result["memory"] = {
                 "requests": args.memory_requests, "concurrency": args.concurrency,
                 "rss_mib_start": rss_at_start(run), f"rss_mib_after_{early}": after_early / 2**20,
                 "rss_mib_end": run.rss[-1][1] / 2**20, "rss_mib_max": max(r for _, r in run.rss) / 2**20,
+                "rss_mib_peak": peak / 2**20,
+                # Growth: the highest sample over the first and over the last `early` requests.
+                f"rss_mib_max_first_{early}": max(r for d, r in run.rss if d <= early) / 2**20,
+                f"rss_mib_max_last_{early}": max(r for d, r in run.rss if d > len(memory_requests) - early) / 2**20,
                 "pairs_per_s": run.pairs_per_s, "samples": [(d, round(r / 2**20, 1)) for d, r in run.rss],
             }  # fmt: skip
     finally:
@@ -230,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--low-load", nargs="*", default=["float32"], help="dtypes to measure at concurrency 1")
     parser.add_argument("--low-load-requests", type=int, default=5)
     parser.add_argument("--memory-requests", type=int, default=0, help="run N more requests watching RSS (e.g. 2000)")
-    parser.add_argument("--memory-dtype", default="float32")
+    parser.add_argument("--memory-dtype", nargs="+", default=["float32"], help="dtypes to run the memory run for")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-batch-tokens", type=int, default=16384)
     parser.add_argument("--batch-duration-millis", type=int, default=10)
