@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from assay.engine.queue import BatchPolicy, plan_batches
-from assay.models.adapter import Features, InputKind, Inputs, pad_batch
+from assay.models.adapter import PAD_MULTIPLE, Features, InputKind, Inputs, pad_batch, padded_length
 from assay.models.classification import ClassificationAdapter
 from assay.models.loading import load_model
 
@@ -46,12 +46,14 @@ def open_adapter(folder: str, dtype: str) -> ClassificationAdapter:
 
 
 def token_budget_batches(lengths: list[int], max_batch_size: int, max_batch_tokens: int) -> list[list[int]]:
-    """Indices sorted by length, cut greedily so that longest x count stays within the budget."""
+    """Indices sorted by length, cut greedily so that longest x count stays within the budget (the longest
+    rounded up to ``PAD_MULTIPLE``, as the server pads)."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     batches: list[list[int]] = []
     current: list[int] = []
     for i in order:
-        if current and (len(current) >= max_batch_size or lengths[i] * (len(current) + 1) > max_batch_tokens):
+        padded = padded_length(lengths[i], PAD_MULTIPLE) * (len(current) + 1)
+        if current and (len(current) >= max_batch_size or padded > max_batch_tokens):
             batches.append(current)
             current = []
         current.append(i)
@@ -80,6 +82,8 @@ def score(
                 [types[i] for i in batch] if types is not None else None,
                 adapter.pad_token_id,
                 adapter.loaded.device,
+                multiple_of=PAD_MULTIPLE,
+                max_length=adapter.loaded.max_length,
             )
             padded_tokens += padded.input_ids.numel()
             for i, row in zip(batch, adapter.forward(padded), strict=True):
@@ -106,7 +110,14 @@ def one_request_seconds(adapter: ClassificationAdapter, pairs: list[tuple[str, s
     for _ in range(repeats):
         started = time.perf_counter()
         features = encode(adapter, pairs)
-        padded = pad_batch(features.input_ids, features.token_type_ids, adapter.pad_token_id, adapter.loaded.device)
+        padded = pad_batch(
+            features.input_ids,
+            features.token_type_ids,
+            adapter.pad_token_id,
+            adapter.loaded.device,
+            multiple_of=PAD_MULTIPLE,
+            max_length=adapter.loaded.max_length,
+        )
         with torch.inference_mode():
             adapter.forward(padded)
         times.append(time.perf_counter() - started)
@@ -127,6 +138,8 @@ def server_batches_seconds(adapter: ClassificationAdapter, pairs: list[tuple[str
                 [types[i] for i in batch] if types is not None else None,
                 adapter.pad_token_id,
                 adapter.loaded.device,
+                multiple_of=PAD_MULTIPLE,
+                max_length=adapter.loaded.max_length,
             )
             adapter.forward(padded)
     return time.perf_counter() - started

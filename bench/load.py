@@ -32,6 +32,16 @@ def rss_bytes(pid: int, field: str = "VmRSS") -> int:
     return 0
 
 
+def memory_sample(pid: int) -> tuple[int, int, int]:
+    """RSS, its anonymous part (heap, activations, kernel caches) and its file-backed part (library code paged in)."""
+    values = dict.fromkeys(("VmRSS", "RssAnon", "RssFile"), 0)
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in values:
+            values[name] = int(rest.split()[0]) * 1024
+    return values["VmRSS"], values["RssAnon"], values["RssFile"]
+
+
 def reset_peak_rss(pid: int) -> None:
     """Restart VmHWM (the peak resident size) from the current RSS (Linux: clear_refs 5)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -114,6 +124,8 @@ class LoadResult:
     latencies: list[float]
     #: (completed requests, RSS bytes) samples, when memory was watched.
     rss: list[tuple[int, int]] = field(default_factory=list)
+    #: (completed requests, anonymous RSS bytes, file-backed RSS bytes), sampled with ``rss``.
+    rss_parts: list[tuple[int, int, int]] = field(default_factory=list)
     #: The logits returned, one list per request, in request order.
     logits: list[list[float]] = field(default_factory=list)
 
@@ -132,6 +144,7 @@ async def _closed_loop(
     latencies = [0.0] * len(requests)
     logits: list[list[float]] = [[] for _ in requests]
     rss: list[tuple[int, int]] = []
+    rss_parts: list[tuple[int, int, int]] = []
     next_index = 0
     done = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -151,13 +164,15 @@ async def _closed_loop(
                 logits[i] = [row[0] for row in response.json()["result"]]
                 done += 1
                 if pid is not None and (done % rss_every == 0 or done == len(requests)):
-                    rss.append((done, rss_bytes(pid)))
+                    total, anon, mapped = memory_sample(pid)
+                    rss.append((done, total))
+                    rss_parts.append((done, anon, mapped))
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(min(concurrency, len(requests)))))
         seconds = time.perf_counter() - started
     pairs = sum(len(docs) for _, docs in requests)
-    return LoadResult(concurrency, len(requests), pairs, seconds, latencies, rss, logits)
+    return LoadResult(concurrency, len(requests), pairs, seconds, latencies, rss, rss_parts, logits)
 
 
 def closed_loop(

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from assay.engine.queue import BatchPolicy
+from assay.models.adapter import PAD_MULTIPLE
 from bench import ceiling
 from bench.load import Server, closed_loop, reset_peak_rss, rss_bytes
 from bench.model import DEFAULT_FOLDER, ensure_model
@@ -141,7 +142,9 @@ def bench_dtype(args: argparse.Namespace, dtype: str, folder: str, log: Any) -> 
         if low:
             # Alternate too: one request in-process (as one padded batch, the reference; and in the very
             # batches a reader takes, the strict one), then the same request through the server.
-            policy = BatchPolicy(args.max_batch_size, args.max_batch_tokens, args.batch_duration_millis / 1000)
+            policy = BatchPolicy(
+                args.max_batch_size, args.max_batch_tokens, args.batch_duration_millis / 1000, pad_multiple=PAD_MULTIPLE
+            )
             in_ms, same_ms, server_ms = [], [], []
             closed_loop(server.url, low[:1], 1)
             for request in low:
@@ -175,15 +178,31 @@ def bench_dtype(args: argparse.Namespace, dtype: str, folder: str, log: Any) -> 
             peak = rss_bytes(server.pid, "VmHWM")
             early = min(500, args.memory_requests // 4)
             after_early = next(rss for done, rss in run.rss if done >= early)
+            first = [i for i, (done, _) in enumerate(run.rss) if done <= early]
+            last = [i for i, (done, _) in enumerate(run.rss) if done > len(memory_requests) - early]
+
+            def window(values: list[int], which: list[int]) -> dict[str, float]:
+                picked = [values[i] / 2**20 for i in which]
+                return {"max": max(picked), "median": float(np.median(picked)), "min": min(picked)}
+
+            total = [r for _, r in run.rss]
+            anon = [a for _, a, _ in run.rss_parts]
+            mapped = [f for _, _, f in run.rss_parts]
             result["memory"] = {
                 "requests": args.memory_requests, "concurrency": args.concurrency,
                 "rss_mib_start": rss_at_start(run), f"rss_mib_after_{early}": after_early / 2**20,
-                "rss_mib_end": run.rss[-1][1] / 2**20, "rss_mib_max": max(r for _, r in run.rss) / 2**20,
+                "rss_mib_end": run.rss[-1][1] / 2**20, "rss_mib_max": max(total) / 2**20,
                 "rss_mib_peak": peak / 2**20,
-                # Growth: the highest sample over the first and over the last `early` requests.
-                f"rss_mib_max_first_{early}": max(r for d, r in run.rss if d <= early) / 2**20,
-                f"rss_mib_max_last_{early}": max(r for d, r in run.rss if d > len(memory_requests) - early) / 2**20,
-                "pairs_per_s": run.pairs_per_s, "samples": [(d, round(r / 2**20, 1)) for d, r in run.rss],
+                # Growth: the samples over the first and over the last `early` requests (a sample lands anywhere
+                # in a batch, so its live activations swing it; the median and the minimum show what stays).
+                f"rss_mib_max_first_{early}": max(total[i] for i in first) / 2**20,
+                f"rss_mib_max_last_{early}": max(total[i] for i in last) / 2**20,
+                f"rss_first_{early}": window(total, first), f"rss_last_{early}": window(total, last),
+                f"anon_first_{early}": window(anon, first), f"anon_last_{early}": window(anon, last),
+                f"file_first_{early}": window(mapped, first), f"file_last_{early}": window(mapped, last),
+                "pairs_per_s": run.pairs_per_s,
+                "samples": [(d, round(r / 2**20, 1), round(a / 2**20, 1), round(f / 2**20, 1))
+                            for (d, r), (_, a, f) in zip(run.rss, run.rss_parts, strict=True)],
             }  # fmt: skip
     finally:
         server.stop()
@@ -219,6 +238,9 @@ def print_table(report: dict[str, Any]) -> None:
             mem = r["memory"]
             print(f"memory ({r['dtype']}, {mem['requests']} requests): " + ", ".join(
                 f"{k} {v:.0f}" for k, v in mem.items() if k.startswith("rss_mib")))  # fmt: skip
+            for k, v in mem.items():
+                if isinstance(v, dict):
+                    print(f"  {k}: median {v['median']:.0f}, min {v['min']:.0f}, max {v['max']:.0f} MiB")
     if "fidelity" in report:
         f = report["fidelity"]
         print(f"fidelity bf16 vs fp32 ({f['queries']} queries): max |diff| {f['max_abs_diff']:.4f}, Spearman mean "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from takeoff_client import TakeoffClient
+from transformers import AutoTokenizer
 
 from tests.conftest import GROUPS
 from tests.reference import reference_logits
@@ -84,3 +86,31 @@ def test_long_text_is_truncated_to_the_model_maximum_and_flagged(server, models)
     assert response.headers["x-assay-truncated"] == "1"
     rows = response.json()["result"]
     assert close(rows[1], reference_logits(models[GROUPS["rerank"]], long_text))
+
+
+def batch_tokens(server, group: str) -> tuple[float, float]:
+    """The assay_batch_tokens histogram's sum and count for one group, from the management port's /metrics."""
+    values = {}
+    for row in httpx.get(server.management_url + "/metrics").text.splitlines():
+        for part in ("sum", "count"):
+            if row.startswith(f"assay_batch_tokens_{part}") and f'consumer_group="{group}"' in row:
+                values[part] = float(row.split()[-1])
+    return values.get("sum", 0.0), values.get("count", 0.0)
+
+
+def test_a_reader_pads_to_a_multiple_of_8_and_the_logits_stay_exact(server, client, models):
+    # Batches are padded to their longest rounded up to 8 (PAD_MULTIPLE), so that PyTorch's CPU attention meets
+    # 64 sequence lengths instead of 512 and its unbounded per-length kernel cache stays small; masked padding
+    # must not move a logit.
+    group = "distilbert"
+    folder = models[GROUPS[group]]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    lengths = [len(tokenizer(text)["input_ids"]) for text in TEXTS]
+    assert any(length % 8 for length in lengths)
+    before_sum, before_count = batch_tokens(server, group)
+    for text in TEXTS:  # one at a time: each is a batch of one
+        row = client.classify(text, consumer_group=group)["result"]
+        assert close(row, reference_logits(folder, text))
+    after_sum, after_count = batch_tokens(server, group)
+    assert after_count - before_count == len(TEXTS)
+    assert after_sum - before_sum == sum(-(-length // 8) * 8 for length in lengths)

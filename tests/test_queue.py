@@ -122,3 +122,21 @@ def test_padding_goes_only_to_the_batch_longest():
     batch = pad_batch([np.arange(3), np.arange(7)], None, pad_token_id=0, device=torch.device("cpu"))
     assert tuple(batch.input_ids.shape) == (2, 7)
     assert batch.attention_mask.sum(dim=1).tolist() == [3, 7]
+
+
+def test_padding_rounds_up_to_the_multiple_but_never_past_the_model_limit():
+    batch = pad_batch([np.arange(3), np.arange(9)], None, pad_token_id=0, device=torch.device("cpu"), multiple_of=8)
+    assert tuple(batch.input_ids.shape) == (2, 16)
+    assert batch.attention_mask.sum(dim=1).tolist() == [3, 9]
+    assert batch.lengths == [3, 9]
+    capped = pad_batch([np.arange(9)], None, 0, torch.device("cpu"), multiple_of=8, max_length=12)
+    assert tuple(capped.input_ids.shape) == (1, 12)
+
+
+def test_the_token_budget_counts_the_rounded_padding(loop):
+    # 9-token items pad to 16 with pad_multiple 8: a 160-token budget holds 10 of them, not 17.
+    queue = TokenBudgetQueue("g", 100)
+    queue.put(items(loop, [9] * 40))
+    policy = BatchPolicy(max_batch_size=32, max_batch_tokens=160, max_wait=0, pad_multiple=8)
+    assert len(take(queue, policy)) == 10
+    assert plan_batches([9] * 40, policy) == [list(range(i, min(i + 10, 40))) for i in range(0, 40, 10)]

@@ -35,6 +35,12 @@ class BatchPolicy:
     min_batch_tokens: int = 1024
     #: Smallest share of real (unpadded) tokens a batch grown past ``min_batch_tokens`` may have.
     min_fill: float = 0.9
+    #: The padded length is the longest rounded up to a multiple of this (``pad_batch``); budgets count it so.
+    pad_multiple: int = 1
+
+    def padded(self, longest: int, count: int) -> int:
+        """Padded tokens of ``count`` sequences whose longest has ``longest`` tokens."""
+        return -(-longest // self.pad_multiple) * self.pad_multiple * count
 
 
 class TokenBudgetQueue:
@@ -104,7 +110,7 @@ class TokenBudgetQueue:
         if len(self._items) >= policy.max_batch_size:
             return True
         longest = max(item.length for item in self._items)
-        return longest * len(self._items) >= policy.max_batch_tokens
+        return policy.padded(longest, len(self._items)) >= policy.max_batch_tokens
 
     def _drop_abandoned(self) -> None:
         now = time.monotonic()
@@ -144,7 +150,7 @@ def select_batch(lengths: list[int], policy: BatchPolicy) -> list[int]:
         candidate = order[left] if take_left else order[right]
         length = lengths[candidate]
         new_longest = max(longest, length)
-        padded = new_longest * (len(chosen) + 1)
+        padded = policy.padded(new_longest, len(chosen) + 1)
         if padded > policy.max_batch_tokens:
             break
         if padded > policy.min_batch_tokens and real + length < policy.min_fill * padded:
