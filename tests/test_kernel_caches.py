@@ -12,7 +12,10 @@ import os
 import subprocess
 import sys
 
-from assay.allocator import KERNEL_CACHE_LIMITS
+import pytest
+
+from assay import allocator
+from assay.allocator import DEFAULT_TRIM_SECONDS, KERNEL_CACHE_LIMITS, TRIM_ENV, trim_interval_from_env
 
 PROBE = """
 import json, os, sys
@@ -49,3 +52,26 @@ def test_loading_a_model_caps_the_kernel_caches(models):
 def test_a_users_own_cache_settings_are_kept(models):
     mine = {"LRU_CACHE_CAPACITY": "512", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "2048"}
     assert probe(str(models["minilm-classifier"]), mine) == mine
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, DEFAULT_TRIM_SECONDS), ("2", 2.0), ("0", 0.0), ("off", None), ("OFF", None), ("-1", DEFAULT_TRIM_SECONDS),
+     ("soon", DEFAULT_TRIM_SECONDS), ("nan", DEFAULT_TRIM_SECONDS)],
+)
+def test_the_heap_trim_interval_comes_from_the_environment(monkeypatch, value, expected):
+    # Operators trade memory for throughput with ASSAY_HEAP_TRIM_SECONDS; a malformed value keeps the default.
+    if value is None:
+        monkeypatch.delenv(TRIM_ENV, raising=False)
+    else:
+        monkeypatch.setenv(TRIM_ENV, value)
+    assert trim_interval_from_env() == expected
+
+
+def test_a_trimmer_that_is_off_never_trims(monkeypatch):
+    calls = []
+    monkeypatch.setattr(allocator, "_MALLOC_TRIM", calls.append)
+    allocator.HeapTrimmer(None, idle_interval=0).after_batch(queue_empty=True)
+    assert calls == []
+    allocator.HeapTrimmer(0.0, idle_interval=0).after_batch(queue_empty=False)
+    assert calls == [0]

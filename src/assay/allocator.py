@@ -55,18 +55,35 @@ def _load_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 _MALLOC_TRIM = _load_trim()
 
 
+#: Environment variable: seconds between trims while batches keep coming; ``off`` never trims.
+TRIM_ENV = "ASSAY_HEAP_TRIM_SECONDS"
+DEFAULT_TRIM_SECONDS = 0.25
+
+
+def trim_interval_from_env() -> float | None:
+    """The trim interval under load from ``ASSAY_HEAP_TRIM_SECONDS`` (None: never trim); malformed -> default."""
+    raw = os.environ.get(TRIM_ENV, "").strip().lower()
+    if raw in ("off", "never", "none"):
+        return None
+    try:
+        value = float(raw) if raw else DEFAULT_TRIM_SECONDS
+    except ValueError:
+        return DEFAULT_TRIM_SECONDS
+    return value if value >= 0 and value == value else DEFAULT_TRIM_SECONDS
+
+
 class HeapTrimmer:
     """Calls ``malloc_trim(0)`` after a batch when the reader is idle or the interval has passed."""
 
-    def __init__(self, interval: float = 0.25, idle_interval: float = 1.0) -> None:
-        #: Longest time between trims while batches keep coming (seconds).
+    def __init__(self, interval: float | None = DEFAULT_TRIM_SECONDS, idle_interval: float = 1.0) -> None:
+        #: Longest time between trims while batches keep coming (seconds); None never trims.
         self.interval = interval
         #: Shortest time between trims when the queue has run dry (seconds).
         self.idle_interval = idle_interval
         self._last = time.monotonic()
 
     def after_batch(self, queue_empty: bool) -> None:
-        if _MALLOC_TRIM is None:
+        if _MALLOC_TRIM is None or self.interval is None:
             return
         now = time.monotonic()
         if now - self._last >= (self.idle_interval if queue_empty else self.interval):

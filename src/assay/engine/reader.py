@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from assay import metrics
-from assay.allocator import HeapTrimmer
+from assay.allocator import HeapTrimmer, trim_interval_from_env
 from assay.config import ReaderConfig
 from assay.engine.queue import BatchPolicy
 from assay.engine.work import ReaderGone, Ticket, WorkItem
@@ -69,7 +69,7 @@ class Reader:
         #: Set once loading has ended, in success or failure.
         self.loaded = threading.Event()
         self._opener = opener
-        self._trimmer = HeapTrimmer()
+        self._trimmer = HeapTrimmer(trim_interval_from_env())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reader-{self.reader_id}", daemon=True)
 
