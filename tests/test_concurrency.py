@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 
 import httpx
 import pytest
+import torch
 
+from assay.models.loading import load_model
 from tests.conftest import GROUPS
 from tests.reference import reference_logits
 
@@ -50,3 +53,24 @@ def test_fifty_concurrent_requests_each_get_their_own_results(server, models):
             assert len(result) == len(body["text"])
             for item, row in zip(body["text"], result, strict=True):
                 assert row == pytest.approx(reference_logits(folder, item), abs=1e-4)
+
+
+def test_readers_loading_at_once_keep_their_own_dtype(models):
+    # Each reader loads its model in its own thread, and transformers builds a model under a process-wide default
+    # dtype: unguarded, concurrent loads left bf16 models with float32 layers (their first batch then failed with
+    # "mat1 and mat2 must have the same dtype") and float32 models with bf16 ones.
+    names = ["minilm-classifier", "minilm-qa", "tiny-roberta"]
+    loads = [(name, dtype) for name in names for dtype in ("float32", "bfloat16")]
+    found: dict[tuple[str, str], set[torch.dtype]] = {}
+
+    def load(name: str, dtype: str) -> None:
+        model = load_model(str(models[name]), dtype=dtype).model
+        found[(name, dtype)] = {p.dtype for p in model.parameters() if p.is_floating_point()}
+
+    threads = [threading.Thread(target=load, args=pair) for pair in loads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert found == {(name, dtype): {getattr(torch, dtype)} for name, dtype in loads}
+    assert torch.get_default_dtype() == torch.float32

@@ -8,6 +8,7 @@ is an embedding model. Anything else is refused at load time with a message that
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
@@ -115,6 +116,13 @@ def detect_task(config: PretrainedConfig, name: str, *, sentence_transformers: b
     )
 
 
+#: transformers builds a model under ``torch.set_default_dtype(dtype)`` and restores the old default afterwards:
+#: process-wide state, so readers loading at once in their own threads (one per reader) could leave each other's
+#: later layers in the wrong dtype (a bf16 model with float32 layers fails at its first batch) and the process with
+#: the wrong default. Building models one at a time keeps each in its own dtype.
+_FROM_PRETRAINED = threading.Lock()
+
+
 def load_model(
     name: str, *, device: str = "cpu", dtype: str = "auto", max_sequence_length: int | None = None
 ) -> LoadedModel:
@@ -144,9 +152,10 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, torch_device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, subfolder=subfolder, trust_remote_code=False, use_fast=True)
-        model = AUTO_CLASSES[task].from_pretrained(
-            source, subfolder=subfolder, config=config, trust_remote_code=False, dtype=torch_dtype
-        )
+        with _FROM_PRETRAINED:
+            model = AUTO_CLASSES[task].from_pretrained(
+                source, subfolder=subfolder, config=config, trust_remote_code=False, dtype=torch_dtype
+            )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"cannot load model '{name}': {_first_line(exc)}") from None
     if not tokenizer.is_fast:
