@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from assay.engine.queue import BatchPolicy, plan_batches
-from assay.models.adapter import PAD_MULTIPLE, Features, InputKind, Inputs, pad_batch, padded_length
+from assay.models.adapter import PAD_MULTIPLE, Features, InputKind, Inputs, pad_for_model, padded_length
 from assay.models.classification import ClassificationAdapter
 from assay.models.loading import load_model
 
@@ -77,13 +77,10 @@ def score(
     padded_tokens = 0
     with torch.inference_mode():
         for batch in batches:
-            padded = pad_batch(
+            padded = pad_for_model(
+                adapter,
                 [features.input_ids[i] for i in batch],
                 [types[i] for i in batch] if types is not None else None,
-                adapter.pad_token_id,
-                adapter.loaded.device,
-                multiple_of=PAD_MULTIPLE,
-                max_length=adapter.loaded.max_length,
             )
             padded_tokens += padded.input_ids.numel()
             for i, row in zip(batch, adapter.forward(padded), strict=True):
@@ -110,14 +107,7 @@ def one_request_seconds(adapter: ClassificationAdapter, pairs: list[tuple[str, s
     for _ in range(repeats):
         started = time.perf_counter()
         features = encode(adapter, pairs)
-        padded = pad_batch(
-            features.input_ids,
-            features.token_type_ids,
-            adapter.pad_token_id,
-            adapter.loaded.device,
-            multiple_of=PAD_MULTIPLE,
-            max_length=adapter.loaded.max_length,
-        )
+        padded = pad_for_model(adapter, features.input_ids, features.token_type_ids)
         with torch.inference_mode():
             adapter.forward(padded)
         times.append(time.perf_counter() - started)
@@ -133,13 +123,10 @@ def server_batches_seconds(adapter: ClassificationAdapter, pairs: list[tuple[str
     types = features.token_type_ids
     with torch.inference_mode():
         for batch in plan_batches(lengths, policy):
-            padded = pad_batch(
+            padded = pad_for_model(
+                adapter,
                 [features.input_ids[i] for i in batch],
                 [types[i] for i in batch] if types is not None else None,
-                adapter.pad_token_id,
-                adapter.loaded.device,
-                multiple_of=PAD_MULTIPLE,
-                max_length=adapter.loaded.max_length,
             )
             adapter.forward(padded)
     return time.perf_counter() - started

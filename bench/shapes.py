@@ -12,14 +12,14 @@ PyTorch's SDPA kernels for plain matmuls; ``--warm`` first runs every length fro
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import os
 import random
 import time
 
 import torch
 
+from assay.allocator import trim_heap
+from assay.models.adapter import padded_length
 from bench import ceiling
 from bench.load import memory_sample
 from bench.model import DEFAULT_FOLDER, ensure_model
@@ -36,13 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
     model = ceiling.open_adapter(str(ensure_model(DEFAULT_FOLDER)), args.dtype).loaded.model
     if args.attention:
         model.set_attn_implementation(args.attention)
 
     def report(label: str, started: float) -> None:
-        libc.malloc_trim(0)
+        trim_heap()
         rss, anon, mapped = (round(x / 2**20) for x in memory_sample(os.getpid()))
         seconds = time.perf_counter() - started
         print(f"{label:>12}  RSS {rss} MiB  anonymous {anon}  file-backed {mapped}  ({seconds:.0f} s)", flush=True)
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         rng = random.Random(args.seed)
         step = max(1, args.iterations // 10)
         for i in range(1, args.iterations + 1):
-            length = -(-rng.randint(8, 512) // args.pad_multiple) * args.pad_multiple
+            length = padded_length(rng.randint(8, 512), args.pad_multiple)
             forward(rng.randint(1, args.max_batch), length)
             if i % step == 0:
                 report(f"{i} passes", started)

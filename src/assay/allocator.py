@@ -16,8 +16,9 @@ throughput cost (docs/performance.md). float32 on CPU does not go through these 
 
 The third is PyTorch's CPU attention kernel, which keeps a compiled kernel for every sequence length it meets;
 nothing bounds that cache, so readers pad to a multiple of 8 (``assay.models.adapter.PAD_MULTIPLE``) and it
-fills within the first requests. Without trimming, a bf16 reader's RSS still climbed to 1.37 GiB over 1,500
-requests (measured with these caps): the trimmer stays.
+fills within the first requests. Without trimming, a bf16 reader's RSS sits at 860-909 MiB (medians over 1,500
+requests, 965 MiB peak) against ~580 MiB with it (bench/results/memory-bfloat16-1500-trim-off.json): the trimmer
+stays; ``ASSAY_HEAP_TRIM_SECONDS`` trades that memory for ~10% throughput (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ def trim_interval_from_env() -> float | None:
     except ValueError:
         return DEFAULT_TRIM_SECONDS
     return value if value >= 0 and value == value else DEFAULT_TRIM_SECONDS
+
+
+def trim_heap() -> None:
+    """Hand freed heap memory back to the system now (``malloc_trim(0)``; a no-op without glibc)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 class HeapTrimmer:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from assay.engine.work import WorkItem
 from assay.errors import Overloaded
+from assay.models.adapter import padded_length
 
 #: How many of the oldest waiting items a batch is chosen from.
 SELECTION_WINDOW = 2048
@@ -40,7 +41,7 @@ class BatchPolicy:
 
     def padded(self, longest: int, count: int) -> int:
         """Padded tokens of ``count`` sequences whose longest has ``longest`` tokens."""
-        return -(-longest // self.pad_multiple) * self.pad_multiple * count
+        return padded_length(longest, self.pad_multiple) * count
 
 
 class TokenBudgetQueue:

@@ -18,7 +18,7 @@ from assay.config import ReaderConfig
 from assay.engine.queue import BatchPolicy
 from assay.engine.work import ReaderGone, Ticket, WorkItem
 from assay.errors import AssayError
-from assay.models.adapter import PAD_MULTIPLE, TaskAdapter, pad_batch
+from assay.models.adapter import PAD_MULTIPLE, TaskAdapter, pad_for_model
 
 if TYPE_CHECKING:
     from assay.engine.group import ConsumerGroup
@@ -163,14 +163,7 @@ class Reader:
             metrics.QUEUE_TIME.labels(group).observe(started - item.enqueued_at)
         try:
             types = [item.token_type_ids for item in batch] if batch[0].token_type_ids is not None else None
-            padded = pad_batch(
-                [item.input_ids for item in batch],
-                types,
-                adapter.pad_token_id,
-                adapter.loaded.device,
-                multiple_of=PAD_MULTIPLE,
-                max_length=adapter.loaded.max_length,
-            )
+            padded = pad_for_model(adapter, [item.input_ids for item in batch], types)
             outputs = adapter.forward(padded)
         except Exception as exc:
             metrics.READER_FAILED_BATCHES.labels(group, self.reader_id).inc()

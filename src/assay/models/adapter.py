@@ -104,9 +104,9 @@ class TaskAdapter(Protocol):
 
 #: A reader pads a batch to its longest sequence rounded up to a multiple of this. PyTorch's CPU attention kernel
 #: (SDPA, bf16 on AMX) compiles and keeps a kernel for every sequence length it meets, in a cache nothing bounds:
-#: with any length from 1 to 512 a reader's RSS climbed ~150 MB over its first 2,000 requests before it levelled
-#: off; with lengths in steps of 8 there are 64 of them, the cache fills within the first requests, ~100 MB lower,
-#: for at most 7 pad tokens a row (+2.6% padded tokens on the benchmark's workload). docs/performance.md.
+#: with any length from 1 to 512 a reader's median RSS rose from 617 to 677 MiB over 3,000 requests; with lengths
+#: in steps of 8 there are 64 of them and the cache fills within the first requests (bare forward passes: ~100 MB
+#: lower), for at most 7 pad tokens a row (+2.6% padded tokens on the benchmark's workload). docs/performance.md.
 PAD_MULTIPLE = 8
 
 
@@ -142,6 +142,18 @@ def pad_batch(
         token_type_ids=torch.from_numpy(types).to(device) if types is not None else None,
         lengths=lengths,
     )
+
+
+def pad_for_model(
+    adapter: TaskAdapter, input_ids: list[np.ndarray], token_type_ids: list[np.ndarray] | None
+) -> PaddedBatch:
+    """Pad rows as a reader does: to the batch's longest rounded up to ``PAD_MULTIPLE``, within the model's limit,
+    with the model's pad token, on its device."""
+    loaded = adapter.loaded
+    return pad_batch(
+        input_ids, token_type_ids, adapter.pad_token_id, loaded.device, multiple_of=PAD_MULTIPLE,
+        max_length=loaded.max_length,
+    )  # fmt: skip
 
 
 def model_inputs(batch: PaddedBatch) -> dict[str, torch.Tensor]:
