@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from assay.engine.queue import BatchPolicy, TokenBudgetQueue, plan_batches
+from assay.engine.queue import BatchPolicy, TokenBudgetQueue, partition, plan_batches
 from assay.engine.work import Ticket, WorkItem
 from assay.errors import Overloaded
 from assay.models.adapter import pad_batch
@@ -57,6 +57,64 @@ def test_a_batch_groups_similar_lengths_and_skips_far_longer_items(loop):
         real += sum(i.length for i in batch)
     # One padded batch per 32 arrivals would waste ~50% here; length-grouped batches waste little.
     assert padded <= 1.15 * real
+
+
+def split_cost(lengths: list[int], cuts: list[tuple[int, int]], policy: BatchPolicy) -> int:
+    return sum(policy.padded(lengths[end - 1], end - first) + policy.batch_overhead_tokens for first, end in cuts)
+
+
+def every_split(count: int):
+    """Every way to cut ``count`` sorted items into runs of neighbours."""
+    for mask in range(2 ** max(count - 1, 0)):
+        bounds = [0] + [i + 1 for i in range(count - 1) if mask >> i & 1] + [count]
+        yield list(zip(bounds, bounds[1:], strict=False))
+
+
+def test_the_split_into_batches_is_the_cheapest_within_the_budgets():
+    # Exhaustive check on small inputs: no other way of cutting the sorted items costs less.
+    rng = np.random.default_rng(2)
+    policy = BatchPolicy(max_batch_size=4, max_batch_tokens=900, max_wait=0, pad_multiple=8, batch_overhead_tokens=150)
+    for _ in range(40):
+        lengths = sorted(int(x) for x in rng.integers(5, 300, size=int(rng.integers(1, 11))))
+        cuts = partition(lengths, policy)
+        assert [first for first, _ in cuts] == [0] + [end for _, end in cuts[:-1]] and cuts[-1][1] == len(lengths)
+
+        def allowed(split, lengths=lengths):
+            return all(
+                end - first <= 4 and (end - first == 1 or policy.padded(lengths[end - 1], end - first) <= 900)
+                for first, end in split
+            )
+
+        assert allowed(cuts)
+        best = min(split_cost(lengths, split, policy) for split in every_split(len(lengths)) if allowed(split))
+        assert split_cost(lengths, cuts, policy) == best
+
+
+def test_the_overhead_per_batch_trades_padding_for_fewer_batches():
+    # Two clusters of lengths: with no cost per batch, every distinct length gets its own batch; with the
+    # default cost, close lengths share one, and far apart ones still do not.
+    lengths = [40, 41, 42, 43, 44, 45, 300, 301, 302, 303]
+    cheap = BatchPolicy(max_batch_size=32, max_batch_tokens=16384, max_wait=0, batch_overhead_tokens=0)
+    default = BatchPolicy(max_batch_size=32, max_batch_tokens=16384, max_wait=0)
+    assert len(partition(lengths, cheap)) == len(set(lengths))
+    assert partition(lengths, default) == [(0, 6), (6, 10)]
+
+
+def test_a_lone_oversized_item_still_gets_a_batch():
+    policy = BatchPolicy(max_batch_size=8, max_batch_tokens=100, max_wait=0)
+    assert partition([50, 500], policy) == [(0, 1), (1, 2)]
+
+
+def test_take_returns_empty_once_the_queue_has_idled(loop):
+    # Readers trim their heap when no work comes: take gives up after idle_after seconds of an empty queue...
+    queue = TokenBudgetQueue("g", 100)
+    policy = BatchPolicy(max_batch_size=8, max_batch_tokens=1000, max_wait=0)
+    started = time.monotonic()
+    assert queue.take(policy, threading.Event(), idle_after=0.05) == []
+    assert 0.04 <= time.monotonic() - started < 1.0
+    # ...but work that arrives before then is taken.
+    threading.Timer(0.02, lambda: queue.put(items(loop, [5, 6]))).start()
+    assert len(queue.take(policy, threading.Event(), idle_after=0.5)) == 2
 
 
 def test_plan_batches_is_what_a_reader_takes_from_one_request(loop):

@@ -1,7 +1,9 @@
 """A consumer group's queue: readers take batches bounded by size and by padded tokens.
 
-Selection always includes the oldest waiting item, so nothing waits forever behind longer inputs; the rest
-of the batch is filled with the waiting items closest in length to it, so a batch pads little.
+Selection always includes the oldest waiting item, so nothing waits forever behind longer inputs. The waiting
+items, sorted by length, are cut into the batches that cost least (padded tokens plus a fixed cost per forward
+pass), and the one holding the oldest item is taken: batches of similar lengths that pad little, and no more of
+them than the padding saved is worth.
 """
 
 from __future__ import annotations
@@ -30,12 +32,11 @@ class BatchPolicy:
     max_wait: float
     #: Dispatch as soon as no new item arrived for this long (seconds): a lone request pays at most this.
     quiet_gap: float = 0.0005
-    #: Once a batch holds this many padded tokens, it stops growing where the next item would leave less than
-    #: ``min_fill`` of its tokens real: a forward pass of a few thousand tokens already runs at full speed, so
-    #: padding is pure loss past that point.
-    min_batch_tokens: int = 1024
-    #: Smallest share of real (unpadded) tokens a batch grown past ``min_batch_tokens`` may have.
-    min_fill: float = 0.9
+    #: What one more forward pass costs besides its tokens, counted in padded tokens: a batch is split in two only
+    #: where that saves more padding than this. Too low cuts many small batches (0: one item each), too high pads
+    #: much; what is best depends on the CPU (with AMX, oneDNN compiles ~7 ms of kernels for every new batch shape):
+    #: 512 is within noise of the best measured on both machines tried (docs/performance.md, "Batching policy").
+    batch_overhead_tokens: int = 512
     #: The padded length is the longest rounded up to a multiple of this (``pad_batch``); budgets count it so.
     pad_multiple: int = 1
 
@@ -71,8 +72,12 @@ class TokenBudgetQueue:
             self._last_arrival = time.monotonic()
             self._cond.notify_all()
 
-    def take(self, policy: BatchPolicy, stop: threading.Event, poll: float = 0.1) -> list[WorkItem]:
-        """Block until a batch is ready (or ``stop`` is set: then return [])."""
+    def take(
+        self, policy: BatchPolicy, stop: threading.Event, poll: float = 0.1, idle_after: float | None = None
+    ) -> list[WorkItem]:
+        """Block until a batch is ready (or ``stop`` is set, or nothing has been waiting for ``idle_after``
+        seconds: then return [])."""
+        idle_since: float | None = None
         with self._cond:
             while True:
                 if stop.is_set():
@@ -81,8 +86,16 @@ class TokenBudgetQueue:
                 if not self._items:
                     if self._closed:
                         return []
-                    self._cond.wait(poll)
+                    wait = poll
+                    if idle_after is not None:
+                        now = time.monotonic()
+                        idle_since = now if idle_since is None else idle_since
+                        if now - idle_since >= idle_after:
+                            return []
+                        wait = min(poll, idle_after - (now - idle_since))
+                    self._cond.wait(wait)
                     continue
+                idle_since = None
                 # Hold the batch back only while items keep arriving and it is not yet full.
                 now = time.monotonic()
                 oldest_age = now - self._items[0].enqueued_at
@@ -125,7 +138,7 @@ class TokenBudgetQueue:
             self._items = kept
 
     def _select(self, policy: BatchPolicy) -> list[WorkItem]:
-        """The oldest item plus its nearest neighbours in length, within size and token budgets."""
+        """The oldest item's batch in the cheapest split of the oldest ``SELECTION_WINDOW`` items (``select_batch``)."""
         if not self._items:
             return []
         window = self._items[:SELECTION_WINDOW]
@@ -136,35 +149,46 @@ class TokenBudgetQueue:
 
 
 def select_batch(lengths: list[int], policy: BatchPolicy) -> list[int]:
-    """Indices of one batch from waiting items of these lengths (oldest first): the oldest, then its nearest
-    neighbours in length while the size, token and fill limits allow."""
+    """Indices of one batch from waiting items of these lengths (oldest first): the oldest item's batch in the
+    cheapest split of the waiting items into batches.
+
+    Sorted by length, the items are cut into runs of neighbours (``partition``) so that the batches' padded tokens
+    plus ``batch_overhead_tokens`` per batch are least, within the size and token budgets; the batch holding the
+    oldest item (index 0) is taken. Only the ``4 x max_batch_size`` neighbours on either side of the oldest take
+    part: the cut around it hardly depends on items further away, and the split stays cheap to compute.
+    """
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     anchor = order.index(0)  # the oldest item (index 0) must be in the batch
-    chosen = [0]
-    longest = shortest = real = lengths[0]
-    left, right = anchor - 1, anchor + 1
-    while len(chosen) < policy.max_batch_size and (left >= 0 or right < len(order)):
-        # Prefer the neighbour whose length is closest to the batch's current span.
-        take_left = right >= len(order) or (
-            left >= 0 and shortest - lengths[order[left]] <= lengths[order[right]] - longest
-        )
-        candidate = order[left] if take_left else order[right]
-        length = lengths[candidate]
-        new_longest = max(longest, length)
-        padded = policy.padded(new_longest, len(chosen) + 1)
-        if padded > policy.max_batch_tokens:
-            break
-        if padded > policy.min_batch_tokens and real + length < policy.min_fill * padded:
-            break
-        chosen.append(candidate)
-        longest = new_longest
-        shortest = min(shortest, length)
-        real += length
-        if take_left:
-            left -= 1
-        else:
-            right += 1
-    return sorted(chosen)
+    span = 4 * policy.max_batch_size
+    low = max(0, anchor - span)
+    near = order[low : anchor + span + 1]
+    for first, end in partition([lengths[i] for i in near], policy):
+        if first <= anchor - low < end:
+            return sorted(near[first:end])
+    raise AssertionError("partition covers every item")  # pragma: no cover
+
+
+def partition(sorted_lengths: list[int], policy: BatchPolicy) -> list[tuple[int, int]]:
+    """Cut lengths sorted ascending into batches ``[first, end)`` of least total cost: each batch costs its padded
+    tokens plus ``policy.batch_overhead_tokens``, holds at most ``max_batch_size`` items and, unless it is a single
+    item, at most ``max_batch_tokens`` padded tokens (dynamic programming over the cut points)."""
+    count = len(sorted_lengths)
+    overhead = policy.batch_overhead_tokens
+    best = [0] * (count + 1)  # best[j]: least cost of the first j items
+    cut = [0] * (count + 1)  # where the last batch of that best split starts
+    for end in range(1, count + 1):
+        per_row = policy.padded(sorted_lengths[end - 1], 1)  # the batch's longest is its last item
+        most = max(1, min(policy.max_batch_size, end, policy.max_batch_tokens // per_row))
+        costs = [best[end - size] + per_row * size for size in range(1, most + 1)]
+        cheapest = min(costs)
+        best[end] = cheapest + overhead
+        cut[end] = end - (costs.index(cheapest) + 1)
+    batches = []
+    end = count
+    while end:
+        batches.append((cut[end], end))
+        end = cut[end]
+    return batches[::-1]
 
 
 def plan_batches(lengths: list[int], policy: BatchPolicy) -> list[list[int]]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from assay import metrics
-from assay.allocator import HeapTrimmer, trim_interval_from_env
+from assay.allocator import HeapTrimmer, trim_headroom_from_env
 from assay.config import ReaderConfig
 from assay.engine.queue import BatchPolicy
 from assay.engine.work import ReaderGone, Ticket, WorkItem
@@ -69,7 +69,7 @@ class Reader:
         #: Set once loading has ended, in success or failure.
         self.loaded = threading.Event()
         self._opener = opener
-        self._trimmer = HeapTrimmer(trim_interval_from_env())
+        self._trimmer = HeapTrimmer(trim_headroom_from_env())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reader-{self.reader_id}", daemon=True)
 
@@ -131,10 +131,12 @@ class Reader:
         batch: list[WorkItem] = []
         try:
             while not self._stop.is_set():
-                batch = self.group.queue.take(self.policy, self._stop)
+                batch = self.group.queue.take(self.policy, self._stop, idle_after=self._trimmer.idle_timeout())
                 if batch:
                     self._run_batch(batch)
-                    self._trimmer.after_batch(queue_empty=len(self.group.queue) == 0)
+                    self._trimmer.after_batch()
+                else:
+                    self._trimmer.when_idle()
                 batch = []
         except BaseException as exc:  # the thread is ending abnormally: report it dead, lose nothing silently
             self.error = f"{type(exc).__name__}: {exc}"
