@@ -4,7 +4,8 @@ A server under closed-loop load at concurrency C sees only the C requests in fli
 workload that the ceiling sorts at once. This runs the benchmark's pairs in-process, in rounds, in the ceiling's
 batches and in the batches the queue would cut from windows of C requests (``plan_batches`` on each window), for
 several values of ``BatchPolicy.batch_overhead_tokens``, and in the batches of the rule the queue used before
-(``greedy_batch``, kept here only as the baseline), and reports batches, padded tokens and pairs/s.
+(``greedy_batch``, kept here only as the baseline, fed to ``plan_batches``), and reports batches, padded tokens
+and pairs/s.
 
     python -m bench.batching --dtype bfloat16 --overheads 0 256 1024 2048
 """
@@ -14,11 +15,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from collections.abc import Callable
 
-import torch
-
-from assay.engine.queue import BatchPolicy, plan_batches
-from assay.models.adapter import PAD_MULTIPLE, Features, pad_for_model
+from assay.engine.queue import BatchPolicy, plan_batches, select_batch
+from assay.models.adapter import PAD_MULTIPLE, Features
 from assay.models.classification import ClassificationAdapter
 from bench import ceiling
 from bench.model import DEFAULT_FOLDER, ensure_model
@@ -54,41 +54,24 @@ def greedy_batch(lengths: list[int], policy: BatchPolicy, min_tokens: int = 1024
     return sorted(chosen)
 
 
-def greedy_plan(lengths: list[int], policy: BatchPolicy) -> list[list[int]]:
-    """``plan_batches`` with ``greedy_batch`` in place of the queue's ``select_batch``."""
-    waiting = list(range(len(lengths)))
-    batches = []
-    while waiting:
-        picked = greedy_batch([lengths[i] for i in waiting], policy)
-        batches.append([waiting[i] for i in picked])
-        taken = set(picked)
-        waiting = [index for i, index in enumerate(waiting) if i not in taken]
-    return batches
-
-
-def windowed_batches(lengths: list[int], window: int, policy: BatchPolicy, planner=plan_batches) -> list[list[int]]:
-    """The queue's batches when ``window`` items wait at a time (indices into ``lengths``)."""
+def windowed_batches(
+    lengths: list[int],
+    window: int,
+    policy: BatchPolicy,
+    select: Callable[[list[int], BatchPolicy], list[int]] = select_batch,
+) -> list[list[int]]:
+    """The queue's batches (cut by ``select``) when ``window`` items wait at a time (indices into ``lengths``)."""
     out = []
     for start in range(0, len(lengths), window):
         indices = list(range(start, min(len(lengths), start + window)))
-        out.extend([indices[i] for i in batch] for batch in planner([lengths[i] for i in indices], policy))
+        out.extend([indices[i] for i in batch] for batch in plan_batches([lengths[i] for i in indices], policy, select))
     return out
 
 
 def run(adapter: ClassificationAdapter, features: Features, batches: list[list[int]]) -> tuple[float, int]:
     """Seconds and padded tokens of the forward passes over these batches."""
-    types = features.token_type_ids
-    padded_tokens = 0
     started = time.perf_counter()
-    with torch.inference_mode():
-        for batch in batches:
-            padded = pad_for_model(
-                adapter,
-                [features.input_ids[i] for i in batch],
-                [types[i] for i in batch] if types is not None else None,
-            )
-            padded_tokens += padded.input_ids.numel()
-            adapter.forward(padded)
+    _, padded_tokens = ceiling.score_batches(adapter, features, batches)
     return time.perf_counter() - started, padded_tokens
 
 
@@ -111,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     lengths = [len(ids) for ids in features.input_ids]
     limits = (args.max_batch_size, args.max_batch_tokens)
     plans["ceiling (all pairs sorted)"] = ceiling.token_budget_batches(lengths, *limits)
-    plans[f"queue, C={args.concurrency}, previous greedy rule"] = windowed_batches(lengths, window, base, greedy_plan)
+    plans[f"queue, C={args.concurrency}, previous greedy rule"] = windowed_batches(lengths, window, base, greedy_batch)
     for overhead in args.overheads:
         policy = dataclasses.replace(base, batch_overhead_tokens=overhead)
         plans[f"queue, C={args.concurrency}, overhead {overhead}"] = windowed_batches(lengths, window, policy)

@@ -66,14 +66,12 @@ def encode(adapter: ClassificationAdapter, pairs: list[tuple[str, str]]) -> Feat
     return adapter.encode(Inputs(kind=InputKind.PAIRS, items=list(pairs)))
 
 
-def score(
-    adapter: ClassificationAdapter, features: Features, max_batch_size: int, max_batch_tokens: int
-) -> tuple[np.ndarray, int, int]:
-    """Logits in input order, the number of batches and the padded tokens."""
-    lengths = [len(ids) for ids in features.input_ids]
+def score_batches(
+    adapter: ClassificationAdapter, features: Features, batches: list[list[int]]
+) -> tuple[np.ndarray, int]:
+    """Logits in input order and the padded tokens, running these batches (indices into ``features``)."""
     types = features.token_type_ids
-    out = np.zeros(len(lengths), dtype=np.float32)
-    batches = token_budget_batches(lengths, max_batch_size, max_batch_tokens)
+    out = np.zeros(len(features.input_ids), dtype=np.float32)
     padded_tokens = 0
     with torch.inference_mode():
         for batch in batches:
@@ -85,7 +83,17 @@ def score(
             padded_tokens += padded.input_ids.numel()
             for i, row in zip(batch, adapter.forward(padded), strict=True):
                 out[i] = row[0]
-    return out, len(batches), padded_tokens
+    return out, padded_tokens
+
+
+def score(
+    adapter: ClassificationAdapter, features: Features, max_batch_size: int, max_batch_tokens: int
+) -> tuple[np.ndarray, int, int]:
+    """Logits in input order, the number of batches and the padded tokens."""
+    lengths = [len(ids) for ids in features.input_ids]
+    batches = token_budget_batches(lengths, max_batch_size, max_batch_tokens)
+    logits, padded_tokens = score_batches(adapter, features, batches)
+    return logits, len(batches), padded_tokens
 
 
 def run(
@@ -119,14 +127,5 @@ def server_batches_seconds(adapter: ClassificationAdapter, pairs: list[tuple[str
     pad, forward. The strictest in-process reference for a lone request: only HTTP, queue and JSON are missing."""
     started = time.perf_counter()
     features = encode(adapter, pairs)
-    lengths = [len(ids) for ids in features.input_ids]
-    types = features.token_type_ids
-    with torch.inference_mode():
-        for batch in plan_batches(lengths, policy):
-            padded = pad_for_model(
-                adapter,
-                [features.input_ids[i] for i in batch],
-                [types[i] for i in batch] if types is not None else None,
-            )
-            adapter.forward(padded)
+    score_batches(adapter, features, plan_batches([len(ids) for ids in features.input_ids], policy))
     return time.perf_counter() - started

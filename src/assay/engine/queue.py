@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from assay.engine.work import WorkItem
@@ -191,13 +192,15 @@ def partition(sorted_lengths: list[int], policy: BatchPolicy) -> list[tuple[int,
     return batches[::-1]
 
 
-def plan_batches(lengths: list[int], policy: BatchPolicy) -> list[list[int]]:
+def plan_batches(
+    lengths: list[int], policy: BatchPolicy, select: Callable[[list[int], BatchPolicy], list[int]] = select_batch
+) -> list[list[int]]:
     """The batches a reader takes when items of these lengths are all waiting at once (one request on an idle
-    server): ``select_batch`` repeated until none is left. Indices into ``lengths``."""
+    server): ``select`` (the queue's ``select_batch``) repeated until none is left. Indices into ``lengths``."""
     waiting = list(range(len(lengths)))
     batches = []
     while waiting:
-        picked = select_batch([lengths[i] for i in waiting], policy)
+        picked = select([lengths[i] for i in waiting], policy)
         batches.append([waiting[i] for i in picked])
         taken = set(picked)
         waiting = [index for i, index in enumerate(waiting) if i not in taken]
