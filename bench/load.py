@@ -18,10 +18,17 @@ import numpy as np
 from bench.workload import Request
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports: all are held open until the last is bound, so the kernel cannot hand
+    out the same port twice (closing each before asking for the next once gave a server one port for two apps)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def rss_bytes(pid: int, field: str = "VmRSS") -> int:
@@ -51,9 +58,8 @@ class Server:
     """`assay serve` started as a subprocess; ready once GET /healthz answers 200."""
 
     def __init__(self, model: str, dtype: str, flags: list[str], log_path: Path) -> None:
-        self.port = free_port()
-        self.management_port = free_port()
-        self.openai_port = free_port()  # the server binds its OpenAI-compatible port too; 3003 may be taken
+        # the server binds its OpenAI-compatible port too; 3003 may be taken
+        self.port, self.management_port, self.openai_port = free_ports(3)
         self.command = [
             sys.executable, "-m", "assay.cli", "serve", "--model", model, "--dtype", dtype,
             "--host", "127.0.0.1", "--port", str(self.port),

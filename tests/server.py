@@ -15,10 +15,17 @@ import httpx
 import yaml
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports: all are held open until the last is bound, so the kernel cannot hand
+    out the same port twice (closing each before asking for the next once gave a server one port for two apps)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass
@@ -75,7 +82,7 @@ def start_server(
     ``launcher`` replaces ``-m assay.cli`` (tests/faulty_server.py injects faults into a real server); ``cwd`` is
     where relative model folders are found; ``server_config`` goes into the manifest beside ``readers``.
     """
-    port, management_port, openai_port = free_port(), free_port(), free_port()
+    port, management_port, openai_port = free_ports(3)
     command = [sys.executable, *(launcher or ["-m", "assay.cli"]), "serve", "--host", "127.0.0.1", "--port", str(port),
                "--management-port", str(management_port), "--openai-port", str(openai_port), *(args or [])]
     if readers is not None:
