@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import mmap
 import os
 import subprocess
 import sys
@@ -132,12 +133,14 @@ def test_under_load_a_reader_trims_only_once_the_process_has_grown_by_the_headro
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs procfs")
 def test_the_resident_size_is_read_from_the_kernel():
+    # A fresh anonymous mapping, written through: 64 MiB of new resident pages (a numpy array could reuse heap
+    # pages an earlier test left resident, and not move the RSS at all).
     before = allocator.resident_bytes()
-    block = np.ones(64 << 20, dtype=np.uint8)  # 64 MiB, touched
-    after = allocator.resident_bytes()
+    with mmap.mmap(-1, 64 << 20) as block:
+        block.write(b"\x01" * (64 << 20))
+        after = allocator.resident_bytes()
     assert before is not None and after is not None
     assert after - before >= 60 << 20
-    del block
 
 
 class _CountingAdapter:
